@@ -1,0 +1,37 @@
+"""What a model is: generator architectures, the manifest, and safetensors save/load.
+
+Needs only torch, safetensors, pydantic and Pillow; never imports ``training`` or ``app``.
+"""
+
+from model_store.latents import MAX_SEED, latent_sha256, seed_to_latent, seeds_to_latents
+from model_store.manifest import Manifest, TrainingInfo
+from model_store.networks import ARCHITECTURES, Generator, GeneratorConfig, build_generator
+from model_store.postprocess import to_uint8
+from model_store.store import (
+    DEFAULT_ROOT,
+    LoadedModel,
+    ModelNotFoundError,
+    ModelStore,
+    StoreError,
+    sha256_file,
+)
+
+__all__ = [
+    "ARCHITECTURES",
+    "DEFAULT_ROOT",
+    "MAX_SEED",
+    "Generator",
+    "GeneratorConfig",
+    "LoadedModel",
+    "Manifest",
+    "ModelNotFoundError",
+    "ModelStore",
+    "StoreError",
+    "TrainingInfo",
+    "build_generator",
+    "latent_sha256",
+    "seed_to_latent",
+    "seeds_to_latents",
+    "sha256_file",
+    "to_uint8",
+]

@@ -1,0 +1,211 @@
+"""The model store: ``<root>/<name>/<version>/`` holding weights, manifest and samples.
+
+Weights are safetensors only (never pickle) and checked against the manifest's sha256;
+anything wrong stops loading with a ``StoreError`` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from pydantic import ValidationError
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from model_store.latents import latent_sha256, seed_to_latent
+from model_store.manifest import Manifest
+from model_store.networks import ARCHITECTURES, Generator, build_generator
+
+DEFAULT_ROOT = Path(__file__).resolve().parent / "models"
+MANIFEST_FILE = "manifest.json"
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class StoreError(Exception):
+    """A stored model is missing, malformed or does not match its manifest."""
+
+
+class ModelNotFoundError(StoreError, LookupError):
+    """No model (or no such version) by that name."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    manifest: Manifest
+    generator: Generator  # in eval mode, on ``device``
+    device: torch.device
+    path: Path
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def architecture_of(module: torch.nn.Module) -> str:
+    for name, (_, module_cls) in ARCHITECTURES.items():
+        if type(module) is module_cls:
+            return name
+    raise StoreError(f"{type(module).__name__} is not a registered architecture")
+
+
+class ModelStore:
+    """A folder of stored models. ``version`` is an int or ``"latest"`` (the highest)."""
+
+    def __init__(self, root: Path | str = DEFAULT_ROOT) -> None:
+        self.root = Path(root)
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if self.versions(p.name))
+
+    def versions(self, name: str) -> list[int]:
+        folder = self.root / name
+        if not NAME_PATTERN.match(name) or not folder.is_dir():
+            return []
+        return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and p.is_dir())
+
+    def resolve(self, name: str, version: int | str = "latest") -> Path:
+        """The folder of ``name`` at ``version``; ModelNotFoundError if there is none."""
+        versions = self.versions(name)
+        if not versions:
+            raise ModelNotFoundError(f"no model named {name!r} in {self.root}")
+        if version == "latest":
+            return self.root / name / str(versions[-1])
+        number = int(version) if str(version).isdigit() else -1
+        if number not in versions:
+            raise ModelNotFoundError(f"model {name!r} has no version {version!r} (has {versions})")
+        return self.root / name / str(number)
+
+    def manifest(self, name: str, version: int | str = "latest") -> Manifest:
+        return read_manifest(self.resolve(name, version))
+
+    def manifests(self, kind: str | None = "generator") -> list[Manifest]:
+        """Every stored version's manifest (of one kind, or all with ``kind=None``)."""
+        found = [
+            read_manifest(self.root / name / str(v))
+            for name in self.names()
+            for v in self.versions(name)
+        ]
+        return [m for m in found if kind is None or m.kind == kind]
+
+    def load(
+        self, name: str, version: int | str = "latest", device: str | torch.device = "cpu"
+    ) -> LoadedModel:
+        """Rebuild the generator from its manifest and load its checked weights."""
+        path = self.resolve(name, version)
+        manifest = read_manifest(path)
+        if manifest.kind != "generator":
+            raise StoreError(f"{path / MANIFEST_FILE}: kind is {manifest.kind!r}, not a generator")
+        check_seed_draw(path / MANIFEST_FILE, manifest)
+        try:
+            generator = build_generator(manifest.architecture, manifest.config)
+        except (TypeError, ValueError) as e:
+            raise StoreError(f"{path / MANIFEST_FILE}: bad architecture config: {e}") from e
+        state = read_weights(path / manifest.weights_file, manifest.weights_sha256)
+        load_state(generator, state, path / manifest.weights_file)
+        device = torch.device(device)
+        generator = generator.to(device).eval().requires_grad_(False)
+        return LoadedModel(manifest, generator, device, path)
+
+    def save(
+        self,
+        generator: Generator,
+        *,
+        name: str,
+        version: int | None = None,
+        sample_grid: Image.Image | None = None,
+        extra_files: dict[str, str] | None = None,
+        **manifest_fields: Any,
+    ) -> Manifest:
+        """Store ``generator`` as ``name``/``version`` (default: next free); atomic."""
+        if not NAME_PATTERN.match(name):
+            raise StoreError(f"model name {name!r} must match {NAME_PATTERN.pattern}")
+        version = version or (max(self.versions(name), default=0) + 1)
+        final = self.root / name / str(version)
+        if final.exists():
+            raise StoreError(f"{final} already exists; versions are never overwritten")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        config = generator.config
+        tmp = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=final.parent))
+        try:
+            weights = tmp / "generator.safetensors"
+            state = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
+            save_file(state, str(weights), metadata={"format": "pt"})
+            if sample_grid is not None:
+                sample_grid.save(tmp / "samples.png")
+            for filename, text in (extra_files or {}).items():
+                (tmp / filename).write_text(text)
+            manifest = Manifest(
+                name=name,
+                version=version,
+                architecture=architecture_of(generator),
+                config=json.loads(json.dumps(config.to_dict())),
+                z_dim=config.z_dim,
+                resolution=config.resolution,
+                channels=config.channels,
+                truncation=generator.truncation_mode,
+                weights_sha256=sha256_file(weights),
+                seed0_latent_sha256=latent_sha256(seed_to_latent(0, config.z_dim)),
+                sample_grid="samples.png" if sample_grid is not None else None,
+                **manifest_fields,
+            )
+            (tmp / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
+            os.rename(tmp, final)  # atomic: a reader sees no version or a whole one
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return manifest
+
+
+def read_manifest(folder: Path) -> Manifest:
+    path = folder / MANIFEST_FILE
+    try:
+        return Manifest.model_validate_json(path.read_bytes())
+    except FileNotFoundError as e:
+        raise StoreError(f"{path}: missing") from e
+    except ValidationError as e:
+        raise StoreError(f"{path}: invalid manifest: {e}") from e
+
+
+def read_weights(path: Path, expected_sha256: str) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise StoreError(f"{path}: missing")
+    actual = sha256_file(path)
+    if actual != expected_sha256:
+        raise StoreError(f"{path}: sha256 {actual} does not match the manifest's {expected_sha256}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise StoreError(f"{path}: not a readable safetensors file: {e}") from e
+
+
+def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise StoreError(f"{path}: weights do not fit the manifest's architecture: {e}") from e
+
+
+def check_seed_draw(path: Path, manifest: Manifest) -> None:
+    actual = latent_sha256(seed_to_latent(0, manifest.z_dim))
+    if actual != manifest.seed0_latent_sha256:
+        raise StoreError(
+            f"{path}: seed 0 draws a different latent here (sha256 {actual}, manifest "
+            f"{manifest.seed0_latent_sha256}); torch's random draw changed, so seeds would "
+            "not name the images they named when the model was stored"
+        )
