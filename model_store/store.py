@@ -129,7 +129,7 @@ class ModelStore:
         name: str,
         version: int | None = None,
         sample_grid: Image.Image | None = None,
-        extra_files: dict[str, str] | None = None,
+        extra_files: dict[str, str | bytes] | None = None,
         **manifest_fields: Any,
     ) -> Manifest:
         """Store ``generator`` as ``name``/``version`` (default: next free); atomic."""
@@ -148,8 +148,9 @@ class ModelStore:
             save_file(state, str(weights), metadata={"format": "pt"})
             if sample_grid is not None:
                 sample_grid.save(tmp / "samples.png")
-            for filename, text in (extra_files or {}).items():
-                (tmp / filename).write_text(text)
+            for filename, content in (extra_files or {}).items():
+                data = content.encode() if isinstance(content, str) else content
+                (tmp / filename).write_bytes(data)
             manifest = Manifest(
                 name=name,
                 version=version,
