@@ -1,17 +1,24 @@
 """DCGAN's generator (Radford et al. 2015): transposed convolutions, BatchNorm, ReLU, tanh.
 
 z -> 4x4 x (ngf * 2^(n-1)) -> ... doubling the edge each layer -> R x R x C.
-A class-conditional variant concatenates a learned class embedding to z.
+Class-conditional models either concatenate a learned class embedding to z (``concat``,
+the usual conditional DCGAN) or modulate every BatchNorm by [z, class embedding]
+(``cbn``: conditional BN as in Miyato & Koyama 2018 and BigGAN), which conditions every
+layer rather than only the input.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
+from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from model_store.networks.base import Generator, GeneratorConfig, class_embedding
+from model_store.networks.layers import ConditionalBatchNorm
 
 
 def num_upsamplings(resolution: int) -> int:
@@ -26,6 +33,7 @@ def num_upsamplings(resolution: int) -> int:
 class DCGANConfig(GeneratorConfig):
     ngf: int = 64  # width of the last hidden layer; earlier layers double it
     embed_dim: int = 32  # class embedding width (conditional models only)
+    conditioning: Literal["concat", "cbn"] = "concat"  # how classes enter (see above)
 
 
 class DCGANGenerator(Generator):
@@ -34,27 +42,30 @@ class DCGANGenerator(Generator):
     def __init__(self, config: DCGANConfig) -> None:
         super().__init__(config)
         self.embed = class_embedding(config.num_classes, config.embed_dim)
+        self.cbn = bool(config.num_classes) and config.conditioning == "cbn"
         steps = num_upsamplings(config.resolution)
-        width = config.ngf * 2 ** (steps - 1)
-        in_dim = config.z_dim + (config.embed_dim if config.num_classes else 0)
-        layers: list[nn.Module] = [
-            nn.ConvTranspose2d(in_dim, width, 4, 1, 0, bias=False),  # 1x1 -> 4x4
-            nn.BatchNorm2d(width),
-            nn.ReLU(),
-        ]
-        for _ in range(steps - 1):
-            layers += [
-                nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(width // 2),
-                nn.ReLU(),
-            ]
-            width //= 2
-        layers += [nn.ConvTranspose2d(width, config.channels, 4, 2, 1), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
+        widths = [config.ngf * 2 ** (steps - 1 - i) for i in range(steps)]
+        embed_width = config.embed_dim if config.num_classes else 0
+        in_dim = config.z_dim + (0 if self.cbn else embed_width)
+        cond_dim = config.z_dim + embed_width
+        self.convs = nn.ModuleList([nn.ConvTranspose2d(in_dim, widths[0], 4, 1, 0, bias=False)])
+        self.convs.extend(
+            nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False) for a, b in pairwise(widths)
+        )
+        self.norms = nn.ModuleList(
+            ConditionalBatchNorm(w, cond_dim) if self.cbn else nn.BatchNorm2d(w) for w in widths
+        )
+        self.out = nn.ConvTranspose2d(widths[-1], config.channels, 4, 2, 1)
 
     def synthesize(
         self, z: torch.Tensor, labels: torch.Tensor | None, psi: torch.Tensor | None
     ) -> torch.Tensor:
         if self.embed is not None and labels is not None:
-            z = torch.cat([z, self.embed(labels)], dim=1)
-        return self.net(z[:, :, None, None])  # [B, C, R, R]
+            cond = torch.cat([z, self.embed(labels)], dim=1)
+        else:
+            cond = z
+        x = (z if self.cbn else cond)[:, :, None, None]  # [B, in_dim, 1, 1]
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            x = conv(x)  # 1x1 -> 4x4, then doubling
+            x = F.relu(norm(x, cond) if self.cbn else norm(x))
+        return torch.tanh(self.out(x))  # [B, C, R, R]

@@ -18,6 +18,7 @@ from torch import nn
 
 from model_store.networks.base import Generator, GeneratorConfig, class_embedding
 from model_store.networks.dcgan import num_upsamplings
+from model_store.networks.layers import ConditionalBatchNorm
 
 
 @dataclass(frozen=True)
@@ -26,25 +27,6 @@ class ResNetConfig(GeneratorConfig):
     # Width multipliers from 4x4 to full size; one more entry than upsamplings.
     multipliers: tuple[int, ...] = (16, 8, 4, 2, 1)
     embed_dim: int = 64  # shared class embedding width (conditional models only)
-
-
-class ConditionalBatchNorm(nn.Module):
-    """BatchNorm without its own affine; gain and bias come from a conditioning vector."""
-
-    def __init__(self, channels: int, cond_dim: int) -> None:
-        super().__init__()
-        self.bn = nn.BatchNorm2d(channels, affine=False)
-        self.gain = nn.Linear(cond_dim, channels)
-        self.bias = nn.Linear(cond_dim, channels)
-        # Start as plain BN: gain 1, bias 0.
-        nn.init.zeros_(self.gain.weight)
-        nn.init.zeros_(self.gain.bias)
-        nn.init.zeros_(self.bias.weight)
-        nn.init.zeros_(self.bias.bias)
-
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        gain = 1 + self.gain(cond)[:, :, None, None]
-        return self.bn(x) * gain + self.bias(cond)[:, :, None, None]
 
 
 class UpBlock(nn.Module):
