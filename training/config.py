@@ -1,0 +1,148 @@
+"""The training run's configuration: one frozen dataclass, presets, and its command line.
+
+Every field becomes a ``train`` option whose help is the field's ``help`` metadata.
+Precedence: dataclass defaults < ``--preset`` < options given on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from typing import Any
+
+
+def opt(default: Any, help: str, **kw: Any) -> Any:
+    """A dataclass field with its command-line help."""
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str = opt("", "data-set file (from build-emoji or build-folder)")
+    run_dir: str = opt("", "run directory: config, checkpoints, samples and logs go here")
+    # Networks
+    arch: str = opt("dcgan", "generator architecture (model_store registry: mlp, dcgan, resnet)")
+    g_config: str = opt("{}", "generator config overrides as JSON, e.g. '{\"ngf\": 64}'")
+    d_arch: str = opt("projection", "discriminator: maxout, dcgan, projection, resnet")
+    d_config: str = opt("{}", "discriminator config overrides as JSON, e.g. '{\"width\": 64}'")
+    z_dim: int = opt(128, "latent size")
+    conditional: bool = opt(True, "condition on the data set's classes (if it has several)")
+    # Objective and optimisation
+    loss: str = opt("hinge", "ns (the seed paper's, with -log D(G(z))) or hinge")
+    d_steps: int = opt(1, "discriminator steps per generator step (k in Algorithm 1)")
+    optimizer: str = opt("adam", "adam or sgd (sgd uses momentum)")
+    lr_g: float = opt(2e-4, "generator learning rate")
+    lr_d: float = opt(2e-4, "discriminator learning rate")
+    beta1: float = opt(0.5, "Adam beta1 (or SGD momentum)")
+    beta2: float = opt(0.999, "Adam beta2")
+    lr_decay: float = opt(1.0, "multiply both learning rates by this every step (1 = off)")
+    r1_gamma: float = opt(0.0, "R1 penalty weight on real images (0 = off)")
+    augment: str = opt("color,translation,cutout", "DiffAugment policy ('' = off)")
+    ema_kimg: float = opt(10.0, "EMA half-life of the generator in thousands of images (0 = off)")
+    ema_rampup: float = opt(0.05, "EMA half-life at most this fraction of images seen (0 = off)")
+    # Data
+    batch_size: int = opt(64, "images per step (per process when distributed)")
+    skin_tones: str = opt("drop", "emoji skin-tone variants: drop (base designs only) or keep")
+    balance: bool = opt(False, "sample classes equally instead of by their share of the data")
+    # Length and outputs
+    steps: int = opt(10_000, "generator steps to train in all (a resumed run continues to it)")
+    max_minutes: float = opt(0.0, "stop (with a checkpoint) after this many minutes (0 = off)")
+    sample_every: int = opt(500, "write a sample grid every N steps")
+    checkpoint_every: int = opt(1000, "write a checkpoint every N steps")
+    keep_checkpoints: int = opt(3, "how many recent checkpoints to keep")
+    log_every: int = opt(50, "append losses and timings to log.jsonl every N steps")
+    grid: int = opt(8, "sample grid edge (grid x grid images from fixed seeds)")
+    # Machine
+    device: str = opt("auto", "auto (cuda if available, else cpu), cpu or cuda[:n]")
+    amp: str = opt("auto", "autocast: auto (bf16 where supported), bf16, fp16 or none")
+    channels_last: bool = opt(True, "use channels_last memory format")
+    compile: bool = opt(False, "torch.compile the networks (CUDA; no gain measured on CPU)")
+    threads: int = opt(0, "CPU threads for torch (0 = torch's default)")
+    seed: int = opt(0, "seed for weights, data order, latents and augmentation")
+    deterministic: bool = opt(False, "deterministic algorithms (bitwise-reproducible on CPU)")
+    progress: bool = opt(True, "show a progress bar")
+
+    def generator_overrides(self) -> dict[str, Any]:
+        return json.loads(self.g_config)
+
+    def discriminator_overrides(self) -> dict[str, Any]:
+        return json.loads(self.d_config)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# Recipes people ask for by name. Explicit options still win.
+PRESETS: dict[str, dict[str, Any]] = {
+    # Goodfellow et al. 2014: MLP generator, maxout discriminator with dropout, the
+    # non-saturating loss, SGD with momentum; no augmentation or EMA (the paper had neither).
+    "goodfellow": dict(
+        arch="mlp",
+        d_arch="maxout",
+        loss="ns",
+        z_dim=100,
+        optimizer="sgd",
+        lr_g=0.1,
+        lr_d=0.1,
+        beta1=0.5,
+        lr_decay=1 / 1.000004,
+        augment="",
+        ema_kimg=0.0,
+        channels_last=False,
+        batch_size=100,
+        conditional=False,
+    ),
+    # Radford et al. 2015 as published: BN discriminator, BCE (ns) loss, Adam(2e-4, 0.5).
+    "dcgan": dict(
+        arch="dcgan",
+        d_arch="dcgan",
+        loss="ns",
+        z_dim=100,
+        augment="",
+        ema_kimg=0.0,
+        g_config='{"ngf": 64}',
+        d_config='{"width": 64}',
+    ),
+    # The CPU default for emoji: DCGAN-shaped nets with the modern recipe (spectral-norm
+    # projection discriminator, hinge loss, DiffAugment, EMA), cheap enough for 2 cores.
+    "sngan": dict(
+        arch="dcgan", g_config='{"conditioning": "cbn"}', d_arch="projection", loss="hinge"
+    ),
+    # The GPU candidate: ResNet G with conditional BN, ResNet D with spectral norm.
+    "resnet": dict(
+        arch="resnet",
+        d_arch="resnet",
+        loss="hinge",
+        beta1=0.0,
+        beta2=0.999,
+        lr_g=1e-4,
+        lr_d=4e-4,
+        g_config='{"ch": 32}',
+        d_config='{"width": 64}',
+    ),
+}
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--preset", choices=sorted(PRESETS), help="a named recipe: " + ", ".join(PRESETS)
+    )
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        help_text = f"{f.metadata['help']} (default: {default!r})"
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            kind = {"int": int, "float": float, "str": str}[str(f.type)]
+            parser.add_argument(flag, type=kind, help=help_text)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values: dict[str, Any] = dict(PRESETS[args.preset]) if args.preset else {}
+    for f in fields(TrainConfig):
+        given = getattr(args, f.name, None)
+        if given is not None:
+            values[f.name] = given
+    return replace(TrainConfig(), **values)
