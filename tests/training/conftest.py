@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,8 @@ def shapes_file(tmp_path: Path) -> Path:
     path = tmp_path / "shapes.dne.gz"
     save_dataset(shapes_dataset(), path)
     return path
+
+
+@pytest.fixture
+def make_shapes() -> Callable[..., ImageDataset]:
+    return shapes_dataset
