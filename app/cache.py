@@ -1,0 +1,167 @@
+"""Cache-aside for deterministic images: Redis when configured, else an in-process LRU.
+
+A cache must never make the service worse: Redis calls have short timeouts and no
+retries, and after an error Redis is skipped (a small circuit breaker) while a
+background probe waits for it to answer again. Concurrent requests for the same key
+generate once (single-flight).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from app.metrics import Metrics
+
+log = logging.getLogger("app.cache")
+
+
+class Store(Protocol):
+    available: bool  # False while a failing backend is being skipped
+
+    def trip(self, exc: Exception) -> None: ...
+    async def get(self, key: str) -> bytes | None: ...
+    async def set(self, key: str, value: bytes) -> None: ...
+    async def close(self) -> None: ...
+
+
+class MemoryStore:
+    """LRU bounded by the total bytes of its values."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes, self.bytes = max_bytes, 0
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self.available = True
+
+    def trip(self, exc: Exception) -> None:
+        raise exc  # memory does not fail like a network service; a bug should be seen
+
+    async def get(self, key: str) -> bytes | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    async def set(self, key: str, value: bytes) -> None:
+        if len(value) > self.max_bytes:
+            return
+        old = self._items.pop(key, None)
+        self.bytes += len(value) - (len(old) if old else 0)
+        self._items[key] = value
+        while self.bytes > self.max_bytes:
+            _, evicted = self._items.popitem(last=False)
+            self.bytes -= len(evicted)
+
+    async def close(self) -> None:
+        self._items.clear()
+
+
+class RedisStore:
+    def __init__(self, url: str, ttl_s: int, timeout_s: float, cooldown_s: float) -> None:
+        self.redis = Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),  # redis-py retries by default: a hung Redis stalls
+            retry_on_timeout=False,
+            health_check_interval=0,
+        )
+        self.ttl_s, self.cooldown_s = ttl_s, cooldown_s
+        self.open_until = 0.0  # circuit breaker: skip Redis until then
+        self._probe: asyncio.Task[None] | None = None
+
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self.open_until and self._probe is None
+
+    def trip(self, exc: Exception) -> None:
+        log.warning("redis unavailable (%s); serving uncached for now", type(exc).__name__)
+        self.open_until = time.monotonic() + self.cooldown_s
+        if self._probe is None:
+            self._probe = asyncio.create_task(self._wait_for_redis())
+
+    async def _wait_for_redis(self) -> None:
+        while True:
+            await asyncio.sleep(max(self.open_until - time.monotonic(), 0.0))
+            try:
+                await self.redis.ping()
+            except (RedisError, OSError):
+                self.open_until = time.monotonic() + self.cooldown_s
+                continue
+            log.info("redis is back")
+            self._probe = None
+            return
+
+    async def get(self, key: str) -> bytes | None:
+        return await self.redis.get(key)
+
+    async def set(self, key: str, value: bytes) -> None:
+        await self.redis.set(key, value, ex=self.ttl_s)
+
+    async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+        await self.redis.aclose()
+
+
+class ImageCache:
+    def __init__(self, store: Store, metrics: Metrics) -> None:
+        self.store, self.metrics = store, metrics
+        self._inflight: dict[str, asyncio.Future[bytes]] = {}
+
+    async def get_or_create(
+        self, key: str, create: Callable[[], Awaitable[bytes]]
+    ) -> tuple[bytes, bool]:
+        """(bytes, was it a hit). Identical concurrent misses share one ``create``."""
+        cached = await self._get(key)
+        if cached is not None:
+            return cached, True
+        inflight = self._inflight.get(key)
+        if inflight is not None:
+            return await asyncio.shield(inflight), False
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            value = await create()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody else must
+            raise
+        finally:
+            del self._inflight[key]
+        future.set_result(value)
+        await self._set(key, value)
+        return value, False
+
+    async def _get(self, key: str) -> bytes | None:
+        if not self.store.available:
+            self.metrics.cache_lookups.labels("bypass").inc()
+            return None
+        try:
+            value = await self.store.get(key)
+        except (RedisError, OSError) as exc:
+            self.metrics.cache_lookups.labels("error").inc()
+            self.store.trip(exc)
+            return None
+        self.metrics.cache_lookups.labels("hit" if value is not None else "miss").inc()
+        return value
+
+    async def _set(self, key: str, value: bytes) -> None:
+        if not self.store.available:
+            return
+        try:
+            await self.store.set(key, value)
+        except (RedisError, OSError) as exc:
+            self.store.trip(exc)
+
+    async def close(self) -> None:
+        await self.store.close()

@@ -1,0 +1,75 @@
+"""Latents in, uint8 images out, on one device. Knows nothing about asyncio or HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from model_store import LoadedModel, to_uint8
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    latent: torch.Tensor  # [z_dim] float32, on the CPU
+    label: int | None  # class index (conditional models) or None
+    psi: float  # truncation; 1 = off
+    size: int  # output edge in pixels
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """bf16 where the device computes it natively: CUDA, and CPUs with AVX512-BF16/AMX."""
+    if amp == "none":
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+
+
+class Engine:
+    """Runs a stored generator: ``run`` is the batcher's ``run_batch``."""
+
+    def __init__(self, model: LoadedModel, amp: str = "auto") -> None:
+        self.model = model
+        self.manifest = model.manifest
+        self.generator = model.generator
+        self.device = model.device
+        self.dtype = autocast_dtype(amp, self.device)
+        if self.device.type == "cuda":
+            self.generator = self.generator.to(memory_format=torch.channels_last)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[object]:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    @torch.inference_mode()
+    def run(self, requests: list[ImageRequest]) -> list[np.ndarray]:
+        """One forward pass for the whole batch; [H, W, C] uint8 per request."""
+        z = torch.stack([r.latent for r in requests]).to(self.device, non_blocking=True)
+        labels = None
+        if self.manifest.conditional:
+            labels = torch.tensor([r.label or 0 for r in requests], device=self.device)
+        psi = torch.tensor([r.psi for r in requests], device=self.device)
+        with self._autocast():
+            images = self.generator(z, labels, psi)
+        out: list[np.ndarray | None] = [None] * len(requests)
+        # Rows of one batch may ask for different sizes: resize per size group, on the device.
+        for size in {r.size for r in requests}:
+            rows = [i for i, r in enumerate(requests) if r.size == size]
+            target = None if size == self.manifest.resolution else size
+            pixels = to_uint8(images[rows], self.manifest.alpha, target).cpu().numpy()
+            for i, image in zip(rows, pixels, strict=True):
+                out[i] = image
+        return out  # type: ignore[return-value]
+
+    def warm_up(self, batch_sizes: tuple[int, ...] = (1, 8)) -> None:
+        """Run the shapes traffic will use, so the first users do not pay for set-up."""
+        zeros = torch.zeros(self.manifest.z_dim)
+        label = 0 if self.manifest.conditional else None
+        for n in batch_sizes:
+            self.run([ImageRequest(zeros, label, 1.0, self.manifest.resolution)] * n)

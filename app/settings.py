@@ -1,0 +1,52 @@
+"""Every knob of the service, read from ``DNE_*`` environment variables; all optional."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from model_store import DEFAULT_ROOT
+
+
+class Settings(BaseSettings):
+    # protected_namespaces=(): our fields model_store/model are about GAN models, not pydantic.
+    model_config = SettingsConfigDict(env_prefix="DNE_", protected_namespaces=())
+
+    model_store: Path = DEFAULT_ROOT  # folder of <name>/<version>/ models
+    model: str = "emoji"  # the default model; every generator in the store is served
+    device: str = "auto"  # auto: cuda if available, else cpu
+    amp: Literal["auto", "bf16", "none"] = "auto"  # auto: bf16 where the device has it
+    threads: int = Field(0, ge=0)  # torch CPU threads (0 = torch's default)
+    # The batcher: up to max_batch_size requests per forward pass, waiting at most
+    # max_delay_ms for a batch to fill; beyond queue_size waiting requests answer 503.
+    max_batch_size: int = Field(64, ge=1, le=4096)
+    max_delay_ms: float = Field(4.0, ge=0, le=1000)
+    queue_size: int = Field(1024, ge=1)
+    request_timeout_s: float = Field(10.0, gt=0)  # a request still queued after this: 503
+    # The cache of PNGs for deterministic requests: Redis when a URL is given, else an
+    # in-process LRU bounded in bytes.
+    redis_url: str | None = None
+    cache_ttl_s: int = Field(7 * 24 * 3600, ge=1)
+    cache_max_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    redis_timeout_s: float = Field(0.1, gt=0)  # per Redis call; it must never stall a request
+    redis_cooldown_s: float = Field(2.0, gt=0)  # skip Redis this long after an error
+    # Requests.
+    max_size: int = Field(512, ge=8, le=2048)  # largest output edge in pixels
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    png_compress_level: int = Field(1, ge=0, le=9)  # 1: ~1.6x faster than 6, ~10% larger
+    encode_threads: int = Field(2, ge=1)
+
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,224 @@
+"""The HTTP contract: images, determinism, batching through the routes, and errors."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
+
+from .conftest import SLUGS, Running
+
+
+def pixels(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data))).astype(int)
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    raise AssertionError(f"{name} {labels} not in /metrics")
+
+
+async def test_random_is_a_fresh_png_of_the_model_resolution(client) -> None:
+    seeds = set()
+    for _ in range(3):
+        r = await client.get("/random")
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+        assert r.headers["cache-control"] == "no-store"
+        assert (r.headers["x-model"], r.headers["x-model-version"]) == ("emoji", "1")
+        assert r.headers["x-category"] in SLUGS
+        image = Image.open(io.BytesIO(r.content))
+        assert image.size == (16, 16) and image.mode == "RGBA"
+        seed = int(r.headers["x-seed"])
+        assert 0 <= seed < 2**53
+        seeds.add(seed)
+    assert len(seeds) == 3
+
+
+async def test_random_seed_link_reproduces_the_same_image(client) -> None:
+    r = await client.get("/random")
+    again = await client.get(f"/seed/{r.headers['x-seed']}", follow_redirects=True)
+    assert again.headers["x-category"] == r.headers["x-category"]
+    assert np.abs(pixels(again.content) - pixels(r.content)).max() <= 1
+
+
+async def test_seed_link_redirects_to_the_pinned_immutable_url(client) -> None:
+    r = await client.get("/seed/42?category=flags&size=32")
+    assert r.status_code == 302
+    assert r.headers["location"] == "/models/emoji/1/seed/42?category=flags&size=32"
+    assert "max-age=60" in r.headers["cache-control"]
+    pinned = await client.get(r.headers["location"])
+    assert pinned.status_code == 200 and "immutable" in pinned.headers["cache-control"]
+    assert Image.open(io.BytesIO(pinned.content)).size == (32, 32)
+    assert pinned.headers["x-category"] == "flags"
+    etag = pinned.headers["etag"]
+    cached = await client.get(r.headers["location"], headers={"If-None-Match": etag})
+    assert cached.status_code == 304 and cached.headers["etag"] == etag
+    other = await client.get("/models/emoji/1/seed/43?category=flags&size=32")
+    assert other.headers["etag"] != etag
+
+
+async def test_same_seed_same_bytes_through_every_route(client) -> None:
+    body = {"seed": "12345678901234567890", "category": "animals-nature"}
+    first = await client.post("/generate", json=body)
+    second = await client.post("/generate", json={**body, "seed": 12345678901234567890})
+    pinned = await client.get("/models/emoji/1/seed/12345678901234567890?category=animals-nature")
+    assert first.status_code == 200 and first.headers["x-cache"] == "miss"
+    assert second.headers["x-cache"] == "hit"
+    assert first.content == second.content == pinned.content
+
+
+async def test_latent_requests_are_deterministic_and_differ_from_each_other(client) -> None:
+    z = [0.1 * i for i in range(16)]
+    a = await client.post("/generate", json={"latent": z, "category": "flags"})
+    b = await client.post("/generate", json={"latent": z, "category": "flags"})
+    c = await client.post("/generate", json={"latent": [-x for x in z], "category": "flags"})
+    assert a.status_code == 200 and a.content == b.content and a.content != c.content
+    plain = await client.post("/generate", json={"latent": [0.5] * 8, "model": "plain"})
+    assert plain.status_code == 200 and Image.open(io.BytesIO(plain.content)).mode == "L"
+
+
+async def test_truncation_zero_gives_one_image_and_other_values_differ(client) -> None:
+    a = await client.post("/generate", json={"seed": 1, "truncation": 0, "model": "plain"})
+    b = await client.post("/generate", json={"seed": 2, "truncation": 0, "model": "plain"})
+    c = await client.post("/generate", json={"seed": 1, "truncation": 1.5, "model": "plain"})
+    assert np.abs(pixels(a.content) - pixels(b.content)).max() <= 1
+    assert np.abs(pixels(a.content) - pixels(c.content)).max() > 1
+
+
+async def test_concurrent_requests_share_batches_and_each_gets_its_own_image(
+    running: Running,
+) -> None:
+    client = running.client
+    seeds = list(range(100, 132))
+    single = {
+        s: pixels((await client.post("/generate", json={"seed": s})).content) for s in seeds[:8]
+    }
+    before = metric((await client.get("/metrics")).text, "dne_batch_size_count")
+    # Distinct sizes keep these off the cache, so every request really goes to the batcher.
+    responses = await asyncio.gather(
+        *(client.post("/generate", json={"seed": s, "size": 17}) for s in seeds)
+    )
+    text = (await client.get("/metrics")).text
+    batches = metric(text, "dne_batch_size_count") - before
+    assert all(r.status_code == 200 for r in responses)
+    assert batches < len(seeds) / 2, f"{len(seeds)} concurrent requests took {batches} batches"
+    for r, seed in zip(responses, seeds, strict=True):
+        assert r.headers["x-seed"] == str(seed)
+    # Each caller got its own seed's image: compare at the native size.
+    natives = await asyncio.gather(
+        *(client.post("/generate", json={"seed": s, "size": 16}) for s in seeds[:8])
+    )
+    for seed, r in zip(seeds[:8], natives, strict=True):
+        assert np.abs(pixels(r.content) - single[seed]).max() <= 1, seed
+
+
+async def test_models_lists_manifests_and_health_endpoints_answer(client) -> None:
+    models = (await client.get("/models")).json()
+    by_name = {m["name"]: m for m in models}
+    assert by_name["emoji"]["served"] and by_name["emoji"]["class_slugs"] == SLUGS
+    assert by_name["plain"]["class_names"] == []
+    assert (await client.get("/healthz")).json() == {"status": "alive"}
+    ready = (await client.get("/readyz")).json()
+    assert ready == {"status": "ready", "models": {"emoji": 1, "plain": 1}}
+    page = await client.get("/")
+    assert page.status_code == 200 and "/random" in page.text and "another one" in page.text
+
+
+BAD_REQUESTS = [
+    ("post", "/generate", {"json": {"latent": [0.0] * 15}}, 422, "latent", "16"),
+    (
+        "post",
+        "/generate",
+        {"content": '{"latent": [NaN' + ", 0" * 15 + "]}"},
+        422,
+        "latent",
+        "finite",
+    ),
+    (
+        "post",
+        "/generate",
+        {"content": '{"latent": [Infinity' + ", 0" * 15 + "]}"},
+        422,
+        "latent",
+        "finite",
+    ),
+    ("post", "/generate", {"json": {"latent": [11.0] + [0.0] * 15}}, 422, "latent", "10"),
+    ("post", "/generate", {"json": {"seed": -1}}, 422, "seed", "unsigned"),
+    ("post", "/generate", {"json": {"seed": 2**64}}, 422, "seed", "unsigned"),
+    ("post", "/generate", {"json": {"seed": "12abc"}}, 422, "seed", "decimal"),
+    ("post", "/generate", {"json": {"seed": 1.5}}, 422, "seed", "integer"),
+    ("post", "/generate", {"json": {}}, 422, None, "exactly one"),
+    ("post", "/generate", {"json": {"seed": 1, "latent": [0.0] * 16}}, 422, None, "exactly one"),
+    ("post", "/generate", {"json": {"seed": 1, "colour": "red"}}, 422, "colour", "not permitted"),
+    ("post", "/generate", {"content": "{not json"}, 422, None, "not valid JSON"),
+    ("post", "/generate", {"json": {"seed": 1, "model": "unicorns"}}, 404, "model", "unicorns"),
+    ("post", "/generate", {"json": {"seed": 1, "category": "cars"}}, 422, "category", "flags"),
+    (
+        "post",
+        "/generate",
+        {"json": {"seed": 1, "model": "plain", "category": "flags"}},
+        422,
+        "category",
+        "no categories",
+    ),
+    ("post", "/generate", {"json": {"seed": 1, "truncation": 3}}, 422, "truncation", "2"),
+    ("post", "/generate", {"json": {"seed": 1, "size": 100000}}, 422, "size", "512"),
+    ("get", "/random?truncation=nan", {}, 422, "truncation", "finite"),
+    ("get", "/random?size=4", {}, 422, "size", "8"),
+    ("get", "/seed/-5", {}, 422, "seed", "decimal"),
+    ("get", "/seed/99999999999999999999999", {}, 422, "seed", "decimal"),
+    ("get", "/models/emoji/7/seed/1", {}, 404, "version", "serves version 1"),
+    ("get", "/models/nope/1/seed/1", {}, 404, "model", "nope"),
+    ("get", "/nowhere", {}, 404, None, "Not Found"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs", "status", "field", "words"), BAD_REQUESTS)
+async def test_bad_requests_get_a_clear_4xx_without_echoing_input(
+    client, method: str, path: str, kwargs: dict, status: int, field: str | None, words: str
+) -> None:
+    if "content" in kwargs:
+        kwargs = {**kwargs, "headers": {"content-type": "application/json"}}
+    r = await getattr(client, method)(path, **kwargs)
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"detail", "field"} and body["field"] == field
+    assert words in body["detail"]
+    assert "Traceback" not in r.text and "/work" not in r.text and "input" not in body
+
+
+async def test_huge_bodies_get_413_by_length_and_when_chunked(client) -> None:
+    big = json.dumps({"latent": [0.0] * 40000}).encode()
+    r = await client.post("/generate", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "bytes" in r.json()["detail"]
+
+    async def chunks():
+        for start in range(0, len(big), 4096):
+            yield big[start : start + 4096]
+
+    r = await client.post(
+        "/generate", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 413
+
+
+async def test_overload_is_answered_with_503_and_retry_after(settings) -> None:
+    tight = settings.model_copy(update={"queue_size": 1, "max_batch_size": 1})
+    async with Running(tight) as r:
+        responses = await asyncio.gather(
+            *(r.client.post("/generate", json={"seed": s, "size": 20}) for s in range(40))
+        )
+        codes = [x.status_code for x in responses]
+        assert 503 in codes and 200 in codes and set(codes) <= {200, 503}
+        refused = responses[codes.index(503)]
+        assert refused.headers["retry-after"] == "1" and "overloaded" in refused.json()["detail"]
+        text = (await r.client.get("/metrics")).text
+        assert metric(text, "dne_rejections_total", reason="queue_full") >= 1
