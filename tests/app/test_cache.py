@@ -1,0 +1,94 @@
+"""The cache with a real redis-server: hits after misses, and Redis trouble never fails a
+request (killed, hung with SIGSTOP, then back)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from app.cache import ImageCache, MemoryStore
+from app.metrics import Metrics
+
+from .conftest import RedisServer, Running
+from .test_api import metric
+
+
+def redis_settings(settings, server: RedisServer):
+    return settings.model_copy(
+        update={"redis_url": server.url, "redis_timeout_s": 0.1, "redis_cooldown_s": 0.3}
+    )
+
+
+async def lookups(client, result: str) -> float:
+    return metric((await client.get("/metrics")).text, "dne_cache_lookups_total", result=result)
+
+
+async def test_redis_hit_after_miss_with_the_same_bytes(settings, redis_server) -> None:
+    async with Running(redis_settings(settings, redis_server)) as r:
+        first = await r.client.post("/generate", json={"seed": 7})
+        second = await r.client.post("/generate", json={"seed": 7})
+        assert (first.headers["x-cache"], second.headers["x-cache"]) == ("miss", "hit")
+        assert first.content == second.content
+        assert await lookups(r.client, "hit") == 1
+    # A new process (fresh app) finds it in Redis: the cache outlives the service.
+    async with Running(redis_settings(settings, redis_server)) as r:
+        third = await r.client.post("/generate", json={"seed": 7})
+        assert third.headers["x-cache"] == "hit" and third.content == first.content
+
+
+async def test_redis_killed_then_back(settings, redis_server) -> None:
+    async with Running(redis_settings(settings, redis_server)) as r:
+        await r.client.post("/generate", json={"seed": 1})
+        redis_server.kill()
+        down = [await r.client.post("/generate", json={"seed": s}) for s in (1, 2, 3)]
+        assert [x.status_code for x in down] == [200, 200, 200]
+        assert await lookups(r.client, "error") >= 1
+        assert await lookups(r.client, "bypass") >= 1  # skipped while the breaker is open
+
+        redis_server.start()
+        deadline = time.monotonic() + 10
+        while (await r.client.post("/generate", json={"seed": 50})).headers["x-cache"] != "hit":
+            assert time.monotonic() < deadline, "the cache never came back"
+            await asyncio.sleep(0.2)
+
+
+async def test_a_hung_redis_does_not_stall_requests(settings, redis_server) -> None:
+    async with Running(redis_settings(settings, redis_server)) as r:
+        await r.client.post("/generate", json={"seed": 1})
+        redis_server.pause()
+        try:
+            started = time.monotonic()
+            for s in range(10):
+                response = await r.client.post("/generate", json={"seed": 100 + s})
+                assert response.status_code == 200
+            elapsed = time.monotonic() - started
+            # One timed-out call (0.1 s) opens the breaker; the rest skip Redis.
+            assert elapsed < 1.5, f"10 requests took {elapsed:.2f} s with Redis hung"
+            assert await lookups(r.client, "error") == 1
+        finally:
+            redis_server.resume()
+
+
+async def test_identical_concurrent_misses_generate_once() -> None:
+    cache = ImageCache(MemoryStore(1_000_000), Metrics())
+    calls = 0
+
+    async def slow_paint() -> bytes:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return b"png"
+
+    results = await asyncio.gather(*(cache.get_or_create("k", slow_paint) for _ in range(10)))
+    assert calls == 1 and {value for value, _ in results} == {b"png"}
+    assert (await cache.get_or_create("k", slow_paint)) == (b"png", True)
+
+
+async def test_memory_cache_is_bounded_in_bytes() -> None:
+    store = MemoryStore(max_bytes=100)
+    for i in range(10):
+        await store.set(f"k{i}", bytes(30))
+    assert store.bytes <= 100
+    assert await store.get("k9") is not None and await store.get("k0") is None
+    await store.set("huge", bytes(500))
+    assert await store.get("huge") is None

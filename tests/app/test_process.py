@@ -1,0 +1,182 @@
+"""The real thing: ``python -m app`` as a process on a socket, scraped by a real Prometheus,
+and the seams (no ``training`` import; a broken store stops start-up with a clear message)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
+
+from .conftest import free_port
+
+METRICS = {
+    "dne_requests": "counter",
+    "dne_request_duration_seconds": "histogram",
+    "dne_batch_size": "histogram",
+    "dne_queue_depth": "gauge",
+    "dne_queue_wait_seconds": "histogram",
+    "dne_inference_seconds": "histogram",
+    "dne_png_encode_seconds": "histogram",
+    "dne_cache_lookups": "counter",
+    "dne_rejections": "counter",
+    "dne_images_generated": "counter",
+    "dne_model_info": "gauge",  # an Info: exposed as a gauge with value 1
+}
+
+
+def start_app(store: Path, port: int, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)],
+        env={**os.environ, "DNE_MODEL_STORE": str(store), "DNE_THREADS": "1", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for(url: str, process: subprocess.Popen[str], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert process.poll() is None, process.communicate()[0][-3000:]
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{url} never answered 200"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def served(store_root: Path) -> Iterator[str]:
+    port = free_port()
+    process = start_app(store_root, port)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/readyz", process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.communicate(timeout=20)  # reaps it and closes the pipe
+
+
+def test_python_m_app_serves_pngs_and_metrics_over_a_socket(served: str) -> None:
+    with httpx.Client(base_url=served) as client:
+        r = client.get("/random")
+        assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (16, 16)
+        for seed in (1, 1, 2):
+            assert client.post("/generate", json={"seed": seed}).status_code == 200
+        assert client.post("/generate", json={"seed": -1}).status_code == 422
+        text = client.get("/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name, kind in METRICS.items():
+        assert name in families and families[name].type == kind, name
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in families.values()
+        for s in f.samples
+    }
+    assert (
+        samples[
+            ("dne_requests_total", (("method", "POST"), ("route", "/generate"), ("status", "200")))
+        ]
+        == 3
+    )
+    assert (
+        samples[
+            ("dne_requests_total", (("method", "POST"), ("route", "/generate"), ("status", "422")))
+        ]
+        == 1
+    )
+    assert samples[("dne_cache_lookups_total", (("result", "hit"),))] == 1
+    assert samples[("dne_cache_lookups_total", (("result", "miss"),))] == 2
+    assert samples[("dne_images_generated_total", ())] >= 3
+    assert samples[("dne_batch_size_count", ())] >= 3
+    assert samples[("dne_queue_depth", ())] == 0
+    info = [labels for (name, labels), _ in samples.items() if name == "dne_model_info"]
+    assert (
+        ("architecture", "dcgan"),
+        ("device", "cpu"),
+        ("model", "emoji"),
+        ("version", "1"),
+    ) in info
+    # Route templates, never raw paths (a label per seed would grow without bound).
+    assert not [k for k in samples if ("route", "/seed/1") in k[1]]
+
+
+def test_a_real_prometheus_scrapes_the_service(served: str, tmp_path: Path) -> None:
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        pytest.fail("prometheus is not installed (scripts/test installs it)")
+    httpx.get(served + "/random")
+    target = served.removeprefix("http://")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s}\n"
+        f"scrape_configs: [{{job_name: dne, static_configs: [{{targets: ['{target}']}}]}}]\n"
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            prometheus,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    query = f"http://127.0.0.1:{port}/api/v1/query"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.get(query, params={"query": 'dne_requests_total{route="/random"}'})
+                result = r.json()["data"]["result"] if r.status_code == 200 else []
+            except httpx.HTTPError:
+                result = []
+            if result:
+                break
+            assert time.monotonic() < deadline, "Prometheus never scraped the service"
+            time.sleep(0.5)
+        assert float(result[0]["value"][1]) >= 1
+        up = httpx.get(query, params={"query": "up{job='dne'}"}).json()["data"]["result"]
+        assert up[0]["value"][1] == "1"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_importing_app_does_not_import_training() -> None:
+    code = "import sys, app; print(json.dumps([m for m in sys.modules if m[:8] == 'training']))"
+    out = subprocess.run(
+        [sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout) == []
+
+
+def test_a_broken_model_stops_start_up_naming_the_file(store_root: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "store"
+    shutil.copytree(store_root, broken)
+    weights = broken / "emoji" / "1" / "generator.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")
+    process = start_app(broken, free_port())
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert "generator.safetensors" in output and "sha256" in output
+
+
+def test_a_missing_default_model_stops_start_up(store_root: Path) -> None:
+    process = start_app(store_root, free_port(), DNE_MODEL="unicorns")
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode != 0 and "unicorns" in output and "DNE_MODEL" in output
