@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from model_store.latents import latent_sha256, seed_to_latent
 from model_store.manifest import Manifest
 from model_store.networks import ARCHITECTURES, Generator, build_generator
+from model_store.networks.features import FEATURE_ARCHITECTURES, FeatureNet, build_feature_net
 
 DEFAULT_ROOT = Path(__file__).resolve().parent / "models"
 MANIFEST_FILE = "manifest.json"
@@ -37,6 +38,14 @@ class StoreError(Exception):
 
 class ModelNotFoundError(StoreError, LookupError):
     """No model (or no such version) by that name."""
+
+
+@dataclass(frozen=True)
+class LoadedFeatures:
+    manifest: Manifest
+    network: FeatureNet  # in eval mode, frozen, on ``device``
+    device: torch.device
+    path: Path
 
 
 @dataclass(frozen=True)
@@ -171,6 +180,93 @@ class ModelStore:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return manifest
+
+    # --- feature extractors (evaluation) and metrics -----------------------------------
+
+    def save_feature_extractor(
+        self, network: FeatureNet, *, name: str, version: int | None = None, **fields: Any
+    ) -> Manifest:
+        """Store a frozen evaluation network (``kind="feature_extractor"``); atomic.
+
+        Its manifest's ``z_dim`` is the feature size (no latent goes in; the field is kept
+        so one schema serves both kinds)."""
+        if not NAME_PATTERN.match(name):
+            raise StoreError(f"model name {name!r} must match {NAME_PATTERN.pattern}")
+        version = version or (max(self.versions(name), default=0) + 1)
+        final = self.root / name / str(version)
+        if final.exists():
+            raise StoreError(f"{final} already exists; versions are never overwritten")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        arch = next((a for a, (_, c) in FEATURE_ARCHITECTURES.items() if type(network) is c), None)
+        if arch is None:
+            raise StoreError(f"{type(network).__name__} is not a registered feature network")
+        config = network.config
+        tmp = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=final.parent))
+        try:
+            weights = tmp / "features.safetensors"
+            state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+            save_file(state, str(weights), metadata={"format": "pt"})
+            manifest = Manifest(
+                kind="feature_extractor",
+                name=name,
+                version=version,
+                architecture=arch,
+                config=json.loads(json.dumps(config.to_dict())),
+                z_dim=config.feature_dim,
+                resolution=config.resolution,
+                channels=config.channels,
+                weights_file="features.safetensors",
+                weights_sha256=sha256_file(weights),
+                seed0_latent_sha256=latent_sha256(seed_to_latent(0, config.feature_dim)),
+                sample_grid=None,
+                **fields,
+            )
+            (tmp / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return manifest
+
+    def load_feature_extractor(
+        self, name: str, version: int | str = "latest", device: str | torch.device = "cpu"
+    ) -> LoadedFeatures:
+        """Rebuild a stored feature network from its manifest and load its checked weights."""
+        path = self.resolve(name, version)
+        manifest = read_manifest(path)
+        if manifest.kind != "feature_extractor":
+            raise StoreError(f"{path / MANIFEST_FILE}: kind is {manifest.kind!r}, not features")
+        try:
+            network = build_feature_net(manifest.architecture, manifest.config)
+        except (TypeError, ValueError) as e:
+            raise StoreError(f"{path / MANIFEST_FILE}: bad architecture config: {e}") from e
+        state = read_weights(path / manifest.weights_file, manifest.weights_sha256)
+        load_state(network, state, path / manifest.weights_file)
+        device = torch.device(device)
+        network = network.to(device).eval().requires_grad_(False)
+        return LoadedFeatures(manifest, network, device, path)
+
+    def update_metrics(
+        self, name: str, version: int | str, metrics: dict[str, Any], replace: bool = False
+    ) -> Manifest:
+        """Merge ``metrics`` into a stored version's manifest (or replace them); atomic.
+
+        Only the manifest changes: weights and their sha256 stay as they were stored."""
+        path = self.resolve(name, version)
+        manifest = read_manifest(path)
+        merged = dict(metrics) if replace else {**manifest.metrics, **metrics}
+        updated = Manifest.model_validate(
+            {**manifest.model_dump(), "metrics": json.loads(json.dumps(merged))}
+        )
+        fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".json", dir=path)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(updated.model_dump_json(indent=2) + "\n")
+            os.replace(tmp, path / MANIFEST_FILE)  # atomic: readers see old or new
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return updated
 
 
 def read_manifest(folder: Path) -> Manifest:
