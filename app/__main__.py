@@ -3,25 +3,48 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 
 import uvicorn
+from pydantic import ValidationError
+
+from app.main import create_app
+from app.settings import get_settings
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind")
     parser.add_argument("--port", type=int, default=8000, help="port to bind")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args()
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        access_log=False,
+    # uvicorn configures its own loggers only; this shows the service's (models loaded, warm).
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(levelname)-9s %(name)s: %(message)s"
     )
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        print(f"bad DNE_* setting: {exc}", file=sys.stderr)
+        return 2
+    failures: list[BaseException] = []
+
+    def stop_serving(exc: BaseException) -> None:
+        failures.append(exc)
+        server.should_exit = True  # a bad model file stops the process, loudly
+
+    app = create_app(settings, on_failure=stop_serving)
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_level=args.log_level, access_log=False
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if failures:
+        print(f"start-up failed: {failures[0]}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,19 +9,21 @@ until ``max_delay_ms`` has passed since the first one arrived.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
+log = logging.getLogger("app.batcher")
 Req = TypeVar("Req")
 Res = TypeVar("Res")
 
 
 class Overloaded(Exception):
-    """The request could not be served in time: the queue is full, the deadline passed,
-    or the service is shutting down. Answered 503 with Retry-After."""
+    """The request cannot be served now: the queue is full, its deadline passed, or the
+    service is warming up or shutting down. Answered 503 with Retry-After."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -118,7 +120,6 @@ class Batcher(Generic[Req, Res]):
         return batch, False
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         stopping = False
         while not stopping:
             first = await self._queue.get()
@@ -126,34 +127,44 @@ class Batcher(Generic[Req, Res]):
                 break
             batch, stopping = await self._collect(first)
             self._observe_depth()
-            now = time.monotonic()
-            live = []
-            for p in batch:
-                if p.future.done():  # the client went away
-                    continue
-                if now > p.deadline:
-                    p.future.set_exception(
-                        self._reject("deadline", f"waited over {self.timeout_s:g} s in the queue")
-                    )
-                    continue
-                live.append(p)
-            if not live:
+            live = self._drop_expired(batch)
+            if live:
+                await self._serve(live)
+
+    def _drop_expired(self, batch: list[_Pending[Req, Res]]) -> list[_Pending[Req, Res]]:
+        """The requests still worth running: not abandoned, not past their deadline."""
+        now, live = time.monotonic(), []
+        for p in batch:
+            if p.future.done():  # the client went away
                 continue
-            started = time.monotonic()
-            try:
-                results = await loop.run_in_executor(
-                    self._thread, self.run_batch, [p.item for p in live]
-                )
-                if len(results) != len(live):
-                    raise RuntimeError(f"run_batch gave {len(results)} results for {len(live)}")
-            except Exception as exc:  # every waiting request learns of the failure
-                for p in live:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
+            if now > p.deadline:
+                reason = f"waited over {self.timeout_s:g} s in the queue"
+                p.future.set_exception(self._reject("deadline", reason))
                 continue
-            if self.observer:
-                waits = [started - p.enqueued for p in live]
-                self.observer.batch(len(live), waits, time.monotonic() - started)
-            for p, result in zip(live, results, strict=True):
+            live.append(p)
+        return live
+
+    async def _serve(self, live: list[_Pending[Req, Res]]) -> None:
+        """Run one batch; every request gets its own result, or all learn of the failure.
+        Nothing raised here may stop the loop: later requests would wait for ever."""
+        started = time.monotonic()
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(
+                self._thread, self.run_batch, [p.item for p in live]
+            )
+            if len(results) != len(live):
+                raise RuntimeError(f"run_batch gave {len(results)} results for {len(live)}")
+        except Exception as exc:
+            for p in live:
                 if not p.future.done():
-                    p.future.set_result(result)
+                    p.future.set_exception(exc)
+            return
+        for p, result in zip(live, results, strict=True):
+            if not p.future.done():
+                p.future.set_result(result)
+        if self.observer:
+            waits = [started - p.enqueued for p in live]
+            try:
+                self.observer.batch(len(live), waits, time.monotonic() - started)
+            except Exception:  # a metrics bug must not stop the batcher
+                log.exception("batch observer failed")

@@ -116,7 +116,7 @@ class RedisStore:
 class ImageCache:
     def __init__(self, store: Store, metrics: Metrics) -> None:
         self.store, self.metrics = store, metrics
-        self._inflight: dict[str, asyncio.Future[bytes]] = {}
+        self._inflight: dict[str, asyncio.Task[bytes]] = {}
 
     async def get_or_create(
         self, key: str, create: Callable[[], Awaitable[bytes]]
@@ -125,22 +125,24 @@ class ImageCache:
         cached = await self._get(key)
         if cached is not None:
             return cached, True
-        inflight = self._inflight.get(key)
-        if inflight is not None:
-            return await asyncio.shield(inflight), False
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            value = await create()
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters re-raise it, nobody else must
-            raise
-        finally:
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.create_task(self._create_and_store(key, create))
+            self._inflight[key] = task
+            task.add_done_callback(lambda done: self._forget(key, done))
+        # Shielded: a caller that goes away must not cancel the work the others await.
+        return await asyncio.shield(task), False
+
+    async def _create_and_store(self, key: str, create: Callable[[], Awaitable[bytes]]) -> bytes:
+        value = await create()
+        await self._set(key, value)  # before leaving _inflight: no window for a second miss
+        return value
+
+    def _forget(self, key: str, task: asyncio.Task[bytes]) -> None:
+        if self._inflight.get(key) is task:
             del self._inflight[key]
-        future.set_result(value)
-        await self._set(key, value)
-        return value, False
+        if not task.cancelled():
+            task.exception()  # retrieved here: its waiters re-raise it, or nobody waited
 
     async def _get(self, key: str) -> bytes | None:
         if not self.store.available:

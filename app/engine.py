@@ -39,8 +39,11 @@ class Engine:
         self.generator = model.generator
         self.device = model.device
         self.dtype = autocast_dtype(amp, self.device)
-        if self.device.type == "cuda":
-            self.generator = self.generator.to(memory_format=torch.channels_last)
+        # Measured on the 2-core Xeon (DCGAN-64 RGBA, img/s at batch 1/8/32/64, cores shared
+        # with a training run, so compare rows, not absolutes): fp32 3/16/48/80, fp32 +
+        # channels_last 4/20/59/97, bf16 4/47/144/248, bf16 + channels_last 18/95/193/229.
+        # Pixels stayed bitwise equal across batch sizes in every mode.
+        self.generator = self.generator.to(memory_format=torch.channels_last)
 
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
         if self.dtype is None:

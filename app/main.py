@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -16,25 +16,28 @@ from app.routes import router
 from app.service import ImageService
 from app.settings import Settings, get_settings
 
-log = logging.getLogger("app")
 
-
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    on_failure: Callable[[BaseException], None] = lambda exc: None,
+) -> FastAPI:
+    """``on_failure`` hears of a fatal start-up error (a bad model file): ``python -m app``
+    stops serving on it; without it the service stays up, unready and unhealthy."""
     settings = settings or get_settings()
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service = ImageService(settings, metrics)
-        # Loading is quick and must fail loudly (a bad file stops start-up); warming up
-        # is slower and runs in the background so /healthz answers and /readyz says 503.
-        await service.start()
-        app.state.service = service
-        warm = asyncio.create_task(service.warm_up(), name="warm-up")
+        service = app.state.service = ImageService(settings, metrics, on_failure)
+        # uvicorn binds its socket only after this start-up returns: loading and warming
+        # up in the background is what lets /healthz answer now and /readyz say 503.
+        starting = asyncio.create_task(service.start(), name="start-up")
         try:
             yield
         finally:
-            warm.cancel()
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
             await service.stop()
 
     app = FastAPI(

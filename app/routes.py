@@ -116,12 +116,18 @@ async def pinned_image(
     value = seed_from_path(seed)
     spec = service.spec(service.pinned(name, version), options, seed=value)
     headers = {"ETag": spec.etag, "Cache-Control": IMMUTABLE}
-    if spec.etag in request.headers.get("if-none-match", ""):
+    if etag_matches(request.headers.get("if-none-match"), spec.etag):
         return Response(status_code=304, headers=headers)
     data, hit = await service.png(spec, cached=True)
-    return png_response(
-        spec, data, hit, IMMUTABLE, **{"ETag": spec.etag, "X-Seed": str(spec.source[5:])}
-    )
+    return png_response(spec, data, hit, IMMUTABLE, **{"ETag": spec.etag, "X-Seed": str(value)})
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 weak comparison: ``W/"x"`` matches ``"x"``; ``*`` matches anything."""
+    if not if_none_match:
+        return False
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in tags or etag.removeprefix("W/") in tags
 
 
 @router.post("/generate", response_class=Response, summary="an image for a seed or a latent")
@@ -149,13 +155,18 @@ async def models(service: Service) -> list[dict[str, Any]]:
     ]
 
 
-@router.get("/healthz", summary="the process is alive")
-async def healthz() -> dict[str, str]:
-    return {"status": "alive"}
+@router.get("/healthz", summary="the process is alive (503 once start-up has failed)")
+async def healthz(service: Service) -> JSONResponse:
+    if service.failure:
+        # The details name server paths: they go to the log, not to clients.
+        return error_response(503, "start-up failed; the service log says why")
+    return JSONResponse({"status": "alive"})
 
 
 @router.get("/readyz", summary="models loaded and warmed up")
 async def readyz(service: Service) -> JSONResponse:
+    if service.failure:
+        return error_response(503, "start-up failed; the service log says why")
     if not service.ready:
         return error_response(503, "warming up", headers={"Retry-After": "1"})
     return JSONResponse(

@@ -6,20 +6,20 @@ import asyncio
 import hashlib
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from app.batcher import Batcher
+from app.batcher import Batcher, Overloaded
 from app.cache import ImageCache, MemoryStore, RedisStore, Store
 from app.engine import Engine, ImageRequest
 from app.errors import ApiError
 from app.images import encode_png
 from app.metrics import Metrics
 from app.settings import Settings
-from model_store import Manifest, ModelStore, StoreError, seed_to_latent
+from model_store import LoadedModel, Manifest, ModelStore, StoreError, seed_to_latent
 
 log = logging.getLogger("app")
 
@@ -54,12 +54,15 @@ class ImageSpec:
 
     @property
     def cache_key(self) -> str:
+        # repr(psi) round-trips the float exactly: two truncations never share a key.
         m = self.model.manifest
-        return f"dne:png:{m.name}:{m.version}:{self.source}:{self.label}:{self.psi:.6g}:{self.size}"
+        return f"dne:png:{m.name}:{m.version}:{self.source}:{self.label}:{self.psi!r}:{self.size}"
 
     @property
     def etag(self) -> str:
-        return '"' + hashlib.sha256(self.cache_key.encode()).hexdigest()[:32] + '"'
+        """Names the image, not its bytes: weak, since another replica or device may paint
+        it one grey level apart (see DESIGN, "Bytes and links")."""
+        return 'W/"' + hashlib.sha256(self.cache_key.encode()).hexdigest()[:32] + '"'
 
     @property
     def category_slug(self) -> str | None:
@@ -68,13 +71,18 @@ class ImageSpec:
 
 
 class ImageService:
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
-        self.settings, self.metrics = settings, metrics
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        on_failure: Callable[[BaseException], None] = lambda exc: None,
+    ) -> None:
+        self.settings, self.metrics, self.on_failure = settings, metrics, on_failure
         self.store = ModelStore(settings.model_store)
         self.models: dict[str, ServedModel] = {}
-        self.ready = False
+        self.ready = False  # every model loaded and warm
+        self.failure: str | None = None  # why start-up failed, for the log
         self.cache = ImageCache(self._cache_store(), metrics)
-        self._encoder = ThreadPoolExecutor(settings.encode_threads, thread_name_prefix="png")
 
     def _cache_store(self) -> Store:
         s = self.settings
@@ -85,55 +93,79 @@ class ImageService:
     # --- life cycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load every stored generator (latest version). A bad file raises here, naming
-        it, so the service does not start half-broken."""
+        """Load every stored generator, start its batcher, warm it up; then ready.
+
+        Runs as a background task of the lifespan, so /healthz answers meanwhile and
+        /readyz says 503. A bad or missing file is fatal: ``failure`` says why (in the
+        log, never to clients: it names server paths) and ``on_failure`` is told, so
+        ``python -m app`` stops with that message instead of serving half-broken.
+        """
+        try:
+            loaded = await asyncio.to_thread(self._load_all)  # sha256 + weights: off the loop
+            for model in loaded:
+                await self._serve(model)
+            await self._warm_up()
+        except Exception as exc:
+            self.failure = f"{type(exc).__name__}: {exc}"
+            log.error("start-up failed: %s", self.failure)
+            self.on_failure(exc)
+            return
+        self.ready = True
+
+    def _load_all(self) -> list[LoadedModel]:
         s = self.settings
         if s.threads:
             torch.set_num_threads(s.threads)
-        device = s.torch_device()
-        names = [m.name for m in self.store.manifests("generator")]
+        names = {m.name for m in self.store.manifests("generator")}
         if s.model not in names:
             raise StoreError(
                 f"default model {s.model!r} is not in {self.store.root} "
-                f"(found: {', '.join(sorted(set(names))) or 'nothing'}); set DNE_MODEL"
+                f"(found: {', '.join(sorted(names)) or 'nothing'}); set DNE_MODEL"
             )
-        for name in sorted(set(names)):
-            loaded = self.store.load(name, "latest", device=device)
-            engine = Engine(loaded, s.amp)
-            batcher = Batcher(
-                engine.run,
-                s.max_batch_size,
-                s.max_delay_ms,
-                s.queue_size,
-                timeout_s=s.request_timeout_s,
-                observer=self.metrics,
-                name=f"batcher-{name}",
-            )
-            await batcher.start()
-            self.models[name] = ServedModel(loaded.manifest, engine, batcher)
-            m = loaded.manifest
-            self.metrics.model_info.labels(
-                m.name, str(m.version), m.architecture, str(device)
-            ).info({})
-            log.info("loaded %s on %s", m.ref, device)
+        device = s.torch_device()
+        return [
+            self.store.load(name, s.model_version if name == s.model else "latest", device)
+            for name in sorted(names)
+        ]
 
-    async def warm_up(self) -> None:
+    async def _serve(self, loaded: LoadedModel) -> None:
+        s, m = self.settings, loaded.manifest
+        engine = Engine(loaded, s.amp)
+        batcher = Batcher(
+            engine.run,
+            s.max_batch_size,
+            s.max_delay_ms,
+            s.queue_size,
+            timeout_s=s.request_timeout_s,
+            observer=self.metrics,
+            name=f"batcher-{m.name}",
+        )
+        await batcher.start()
+        self.models[m.name] = ServedModel(m, engine, batcher)
+        self.metrics.model_info.labels(
+            m.name, str(m.version), m.architecture, str(loaded.device)
+        ).info({})
+        log.info("loaded %s on %s (autocast: %s)", m.ref, loaded.device, engine.dtype)
+
+    async def _warm_up(self) -> None:
         started = time.perf_counter()
         sizes = (1, min(8, self.settings.max_batch_size), self.settings.max_batch_size)
         for served in self.models.values():
             await asyncio.to_thread(served.engine.warm_up, tuple(sorted(set(sizes))))
-        self.ready = True
         log.info("warm after %.1f s", time.perf_counter() - started)
 
     async def stop(self) -> None:
+        """Drain every batcher (queued requests are served), then close the rest."""
         for served in self.models.values():
             await served.batcher.stop()
-        self._encoder.shutdown(wait=True)
         await self.cache.close()
 
     # --- requests -----------------------------------------------------------------------
 
     def model(self, name: str | None) -> ServedModel:
+        if not self.ready:
+            self.metrics.rejected("not_ready")
+            raise Overloaded("not_ready", "the service is warming up")
         name = name or self.settings.model
         served = self.models.get(name)
         if served is None:
@@ -213,10 +245,12 @@ class ImageService:
     async def _paint(self, spec: ImageSpec) -> bytes:
         request = ImageRequest(spec.latent, spec.label, spec.psi, spec.size)
         pixels = await spec.model.batcher.submit(request)
-        loop = asyncio.get_running_loop()
+        # Off the loop and off the batcher's thread, so encoding overlaps the next forward
+        # pass; the loop's default pool outlives shutdown, so drained requests still encode.
+        return await asyncio.to_thread(self._encode, pixels)
+
+    def _encode(self, pixels: np.ndarray) -> bytes:
         started = time.perf_counter()
-        data = await loop.run_in_executor(
-            self._encoder, encode_png, pixels, self.settings.png_compress_level
-        )
+        data = encode_png(pixels, self.settings.png_compress_level)
         self.metrics.png_encode.observe(time.perf_counter() - started)
         return data

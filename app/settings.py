@@ -19,6 +19,7 @@ class Settings(BaseSettings):
 
     model_store: Path = DEFAULT_ROOT  # folder of <name>/<version>/ models
     model: str = "emoji"  # the default model; every generator in the store is served
+    model_version: int | Literal["latest"] = "latest"  # of the default model; others: latest
     device: str = "auto"  # auto: cuda if available, else cpu
     amp: Literal["auto", "bf16", "none"] = "auto"  # auto: bf16 where the device has it
     threads: int = Field(0, ge=0)  # torch CPU threads (0 = torch's default)
@@ -39,7 +40,6 @@ class Settings(BaseSettings):
     max_size: int = Field(512, ge=8, le=2048)  # largest output edge in pixels
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     png_compress_level: int = Field(1, ge=0, le=9)  # 1: ~1.6x faster than 6, ~10% larger
-    encode_threads: int = Field(2, ge=1)
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":

@@ -19,34 +19,34 @@ from fastapi import FastAPI
 from app.main import create_app
 from app.settings import Settings
 from model_store import ModelStore, build_generator
+from model_store.networks import Generator
 
 CLASSES = ["Smileys & Emotion", "Animals & Nature", "Flags"]
 SLUGS = ["smileys-emotion", "animals-nature", "flags"]
 
 
-def build_store(root: Path) -> ModelStore:
+def tiny_emoji(seed: int = 0) -> Generator:
     """Random weights are fine here: the tests are about the service, not the pictures."""
-    store = ModelStore(root)
-    torch.manual_seed(0)
-    emoji = build_generator(
-        "dcgan",
-        {
-            "z_dim": 16,
-            "num_classes": 3,
-            "channels": 4,
-            "resolution": 16,
-            "ngf": 8,
-            "conditioning": "cbn",
-        },
-    ).eval()
+    torch.manual_seed(seed)
+    config = {"z_dim": 16, "num_classes": 3, "channels": 4, "resolution": 16, "ngf": 8}
+    return build_generator("dcgan", {**config, "conditioning": "cbn"}).eval()
+
+
+def save_emoji(store: ModelStore, seed: int = 0) -> None:
     store.save(
-        emoji,
+        tiny_emoji(seed),
         name="emoji",
         alpha="premultiplied",
         class_names=CLASSES,
         class_slugs=SLUGS,
         description="tiny random test model",
     )
+
+
+def build_store(root: Path) -> ModelStore:
+    store = ModelStore(root)
+    save_emoji(store)
+    torch.manual_seed(0)
     plain = build_generator(
         "mlp", {"z_dim": 8, "channels": 1, "resolution": 8, "hidden": [16]}
     ).eval()

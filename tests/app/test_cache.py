@@ -84,6 +84,36 @@ async def test_identical_concurrent_misses_generate_once() -> None:
     assert (await cache.get_or_create("k", slow_paint)) == (b"png", True)
 
 
+async def test_a_caller_going_away_does_not_fail_the_others_waiting_on_its_work() -> None:
+    cache = ImageCache(MemoryStore(1_000_000), Metrics())
+
+    async def slow_paint() -> bytes:
+        await asyncio.sleep(0.05)
+        return b"png"
+
+    first = asyncio.create_task(cache.get_or_create("k", slow_paint))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(cache.get_or_create("k", slow_paint))
+    await asyncio.sleep(0.01)
+    first.cancel()
+    assert await second == (b"png", False)
+    assert await cache.get_or_create("k", slow_paint) == (b"png", True)
+
+
+async def test_a_failed_paint_reaches_every_waiter_and_is_not_cached() -> None:
+    cache = ImageCache(MemoryStore(1_000_000), Metrics())
+
+    async def broken_paint() -> bytes:
+        await asyncio.sleep(0.01)
+        raise RuntimeError("device fell over")
+
+    results = await asyncio.gather(
+        *(cache.get_or_create("k", broken_paint) for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(r, RuntimeError) for r in results)
+    assert await cache.store.get("k") is None
+
+
 async def test_memory_cache_is_bounded_in_bytes() -> None:
     store = MemoryStore(max_bytes=100)
     for i in range(10):

@@ -1,0 +1,115 @@
+"""Start-up, readiness and shutdown: the lifespan as an orchestrator sees it."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.main import create_app
+from app.settings import Settings
+from model_store import LoadedModel, ModelStore
+
+from .conftest import Running, save_emoji, wait_ready
+from .test_api import metric
+
+
+async def test_healthz_answers_at_once_and_readyz_waits_for_the_model(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A slow disk: loading waits until the test lets it go on.
+    loading_may_finish = threading.Event()
+    load = ModelStore.load
+
+    def slow_load(self: ModelStore, *args: Any, **kwargs: Any) -> LoadedModel:
+        loading_may_finish.wait(10)
+        return load(self, *args, **kwargs)
+
+    monkeypatch.setattr(ModelStore, "load", slow_load)
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+        ):
+            assert (await client.get("/healthz")).status_code == 200
+            for path in ("/readyz", "/random"):
+                r = await client.get(path)
+                assert r.status_code == 503 and r.headers["retry-after"] == "1", path
+                assert "warming up" in r.json()["detail"]
+            loading_may_finish.set()
+            await wait_ready(client)
+            assert (await client.get("/random")).status_code == 200
+            text = (await client.get("/metrics")).text
+            assert metric(text, "dne_rejections_total", reason="not_ready") == 1
+    finally:
+        loading_may_finish.set()
+
+
+async def test_a_broken_model_fails_start_up_without_telling_clients_where(
+    store_root: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "store"
+    shutil.copytree(store_root, broken)
+    weights = broken / "emoji" / "1" / "generator.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")
+    failures: list[BaseException] = []
+    app = create_app(Settings(model_store=broken, threads=1), on_failure=failures.append)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+    ):
+        deadline = time.monotonic() + 30
+        while not failures:
+            assert time.monotonic() < deadline, "start-up never failed"
+            await asyncio.sleep(0.05)
+        assert "generator.safetensors" in str(failures[0]) and "sha256" in str(failures[0])
+        for path in ("/healthz", "/readyz"):
+            r = await client.get(path)
+            assert r.status_code == 503 and "start-up failed" in r.json()["detail"]
+            assert str(tmp_path) not in r.text and "safetensors" not in r.text
+
+
+async def test_model_version_pins_the_default_model(store_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    shutil.copytree(store_root, root)
+    save_emoji(ModelStore(root), seed=1)  # emoji version 2
+    for pinned, served in ((1, "1"), ("latest", "2")):
+        settings = Settings(model_store=root, threads=1, model_version=pinned)
+        async with Running(settings) as r:
+            image = await r.client.get("/random")
+            assert image.headers["x-model-version"] == served
+            redirect = await r.client.get("/seed/5")
+            assert redirect.headers["location"] == f"/models/emoji/{served}/seed/5"
+            listed = {
+                (m["name"], m["version"]): m["served"]
+                for m in (await r.client.get("/models")).json()
+            }
+            assert listed[("emoji", int(served))] and not listed[("emoji", 3 - int(served))]
+
+
+async def test_shutdown_serves_the_requests_already_queued(settings: Settings) -> None:
+    r = Running(settings.model_copy(update={"max_batch_size": 2, "cache_max_bytes": 0}))
+    await r.__aenter__()
+    requests = [
+        asyncio.create_task(r.client.post("/generate", json={"seed": s})) for s in range(12)
+    ]
+    batcher = r.app.state.service.models["emoji"].batcher
+    while batcher.depth < 4:  # queued, not yet served
+        await asyncio.sleep(0.001)
+    queued = batcher.depth
+    await r.__aexit__()
+    responses = await asyncio.gather(*requests)
+    served = [x for x in responses if x.status_code == 200]
+    refused = [x for x in responses if x.status_code != 200]
+    assert len(served) >= queued
+    # Those that came after the stop are refused cleanly, not left hanging.
+    assert all(x.status_code == 503 and "shutting down" in x.json()["detail"] for x in refused)
