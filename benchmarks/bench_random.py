@@ -4,10 +4,11 @@
         --out benchmarks/throughput_random.md
 
 Starts the real service (``python -m app``) once per setting, on the bundled default
-model unless ``--store`` says otherwise, drives it with ``wrk`` (apt-get install wrk)
-from one thread, and reads the mean batch size from ``/metrics``. The two runs go one
-after the other in one invocation so their ratio is fair on a shared machine; pause
-other work first (``kill -STOP``): the load average is recorded beside the table.
+model unless ``--store`` names another store, drives it with ``wrk`` (apt-get install
+wrk: one C thread, so the load generator takes little of a small machine's CPU), and
+reads the mean batch size from ``/metrics``. Both runs go one after the other in one
+invocation so their ratio is fair on a shared machine; pause other work first: the load
+average is recorded beside the table.
 """
 
 from __future__ import annotations
@@ -17,18 +18,42 @@ import datetime as dt
 import os
 import platform
 import re
+import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from model_store import DEFAULT_ROOT
+from model_store import DEFAULT_ROOT, ModelStore
 
-UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+MS_PER_UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+SETTINGS = {
+    "batching on (DNE_MAX_BATCH_SIZE=64)": {"DNE_MAX_BATCH_SIZE": "64"},
+    "batching off (DNE_MAX_BATCH_SIZE=1)": {"DNE_MAX_BATCH_SIZE": "1"},
+}
+
+
+@dataclass
+class Result:
+    setting: str
+    req_s: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    mean_batch: float
+    load_after: float
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def serve(port: int, store: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -36,117 +61,155 @@ def serve(port: int, store: Path, env: dict[str, str]) -> subprocess.Popen[bytes
         [sys.executable, "-m", "app", "--port", str(port), "--log-level", "warning"],
         env={**os.environ, "DNE_MODEL_STORE": str(store), **env},
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while True:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
                 return process
         except httpx.HTTPError:
-            pass
+            pass  # not listening yet
         if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("the service did not become ready")
+            process.kill()
+            raise SystemExit("the service did not become ready (its log is above)")
         time.sleep(0.25)
 
 
-def batch_stats(port: int) -> tuple[float, float]:
+def counters(port: int) -> dict[str, float]:
+    """The unlabelled samples of /metrics (batch size sum and count, images generated)."""
     text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-    values = {
+    return {
         s.name: s.value
         for f in text_string_to_metric_families(text)
         for s in f.samples
         if not s.labels
     }
-    return values["dne_batch_size_sum"], values["dne_batch_size_count"]
+
+
+def wrk(port: int, clients: int, seconds: int) -> subprocess.Popen[str]:
+    command = ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
+    return subprocess.Popen(
+        [*command, f"http://127.0.0.1:{port}/random"], stdout=subprocess.PIPE, text=True
+    )
 
 
 def milliseconds(text: str) -> float:
     number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
-    return float(number) * UNITS[unit]
+    return float(number) * MS_PER_UNIT[unit]
 
 
-def run_wrk(port: int, clients: int, seconds: int) -> dict[str, float]:
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{clients}",
-            f"-d{seconds}s",
-            "--latency",
-            "--timeout",
-            "10s",
-            f"http://127.0.0.1:{port}/random",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+def parse_wrk(out: str) -> dict[str, float]:
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
         "req_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50_ms": milliseconds(latency["50"]),
         "p99_ms": milliseconds(latency["99"]),
-        "errors": int(errors.group(1)) if errors else 0,
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
     }
 
 
-def measure(label: str, env: dict[str, str], args: argparse.Namespace) -> dict[str, object]:
-    port = 8000 + os.getpid() % 1000
+def drive(port: int, clients: int, seconds: int, label: str) -> str:
+    """Run wrk, printing progress from /metrics every two seconds; wrk's report."""
+    load = wrk(port, clients, seconds)
+    started, last = time.monotonic(), counters(port)
+    while load.poll() is None:
+        time.sleep(2)
+        now = counters(port)
+        images = now["dne_images_generated_total"] - last["dne_images_generated_total"]
+        batches = now["dne_batch_size_count"] - last["dne_batch_size_count"]
+        print(
+            f"  {label}: {time.monotonic() - started:4.0f}/{seconds} s  "
+            f"{images / 2:6.0f} img/s  mean batch {images / max(batches, 1):5.1f}",
+            flush=True,
+        )
+        last = now
+    out, _ = load.communicate()
+    if load.returncode:
+        raise SystemExit(f"wrk failed:\n{out}")
+    return out
+
+
+def measure(label: str, env: dict[str, str], args: argparse.Namespace) -> Result:
+    port = free_port()
+    print(f"{label}: starting the service ...", flush=True)
     process = serve(port, args.store, env)
     try:
-        run_wrk(port, args.clients, 3)  # warm-up: caches, allocator, thread pools
-        before = batch_stats(port)
-        print(f"{label}: {args.clients} clients for {args.seconds} s ...", flush=True)
-        result = run_wrk(port, args.clients, args.seconds)
-        after = batch_stats(port)
+        drive(port, args.clients, args.warmup, "warm-up")  # allocator, pools, branch caches
+        before = counters(port)
+        report = drive(port, args.clients, args.seconds, "measuring")
+        after = counters(port)
     finally:
         process.terminate()
         process.wait()
-    mean_batch = (after[0] - before[0]) / max(after[1] - before[1], 1)
-    return {"setting": label, **result, "mean_batch": mean_batch}
+    batches = after["dne_batch_size_count"] - before["dne_batch_size_count"]
+    mean_batch = (after["dne_batch_size_sum"] - before["dne_batch_size_sum"]) / max(batches, 1)
+    return Result(label, **parse_wrk(report), mean_batch=mean_batch, load_after=os.getloadavg()[0])
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def report(rows: list[Result], args: argparse.Namespace, model: str, load_before: float) -> str:
+    return "\n".join(
+        [
+            f"### {dt.datetime.now():%Y-%m-%d %H:%M}: {os.cpu_count()} CPUs, {cpu_model()}",
+            "",
+            f"Command: `python {shlex.join(sys.argv)}`  ",
+            f"Model: {model}; `GET /random` (uncached by design), wrk 1 thread, "
+            f"{args.clients} connections, {args.seconds} s after a {args.warmup} s warm-up.  ",
+            f"Load average (1 min) before: {load_before:.2f}",
+            "",
+            "| setting | req/s | p50 ms | p99 ms | mean batch | non-2xx | load after |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+            *(
+                f"| {r.setting} | {r.req_s:.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | "
+                f"{r.mean_batch:.1f} | {r.non_2xx} | {r.load_after:.2f} |"
+                for r in rows
+            ),
+            "",
+            f"Batching on / off: {rows[0].req_s / rows[1].req_s:.2f}x the throughput.",
+            "",
+        ]
+    )
+
+
+def write(out: Path, section: str) -> None:
+    """Newest run first, under the file's heading; earlier runs stay as history."""
+    heading = "# `GET /random` throughput: dynamic batching on vs off\n\n"
+    old = out.read_text().removeprefix(heading) if out.exists() else ""
+    out.write_text(heading + section + "\n" + old)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", type=Path, default=DEFAULT_ROOT)
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--seconds", type=int, default=20)
-    parser.add_argument("--out", type=Path, help="Markdown file to append the results to")
+    parser.add_argument("--store", type=Path, default=DEFAULT_ROOT, help="model store folder")
+    parser.add_argument("--model", default="emoji", help="the model /random serves")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent connections")
+    parser.add_argument("--seconds", type=int, default=20, help="measured seconds per setting")
+    parser.add_argument("--warmup", type=int, default=3, help="unmeasured seconds first")
+    parser.add_argument("--out", type=Path, help="Markdown file to add the results to")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
-    rows = [
-        measure("batching on (DNE_MAX_BATCH_SIZE=64)", {"DNE_MAX_BATCH_SIZE": "64"}, args),
-        measure("batching off (DNE_MAX_BATCH_SIZE=1)", {"DNE_MAX_BATCH_SIZE": "1"}, args),
-    ]
-    load = os.getloadavg()
-    model = next(args.store.glob("emoji/*/manifest.json"), None)
-    text = "\n".join(
-        [
-            f"### {dt.date.today()} on {platform.node()} ({os.cpu_count()} CPUs, "
-            f"{platform.processor() or platform.machine()})",
-            "",
-            f"Command: `python {' '.join(sys.argv)}`  ",
-            f"Model: {model.parent if model else args.store}; `GET /random` (64x64 PNG, "
-            f"uncached by design), wrk 1 thread, {args.clients} connections, {args.seconds} s "
-            f"after a 3 s warm-up; load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
-            "",
-            "| setting | req/s | p50 ms | p99 ms | mean batch | non-2xx |",
-            "|---|---:|---:|---:|---:|---:|",
-            *(
-                f"| {r['setting']} | {r['req_s']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-                f"{r['mean_batch']:.1f} | {r['errors']} |"
-                for r in rows
-            ),
-            "",
-            f"Batching on / off: {rows[0]['req_s'] / rows[1]['req_s']:.2f}x the throughput.",
-            "",
-        ]
-    )
-    print(text)
+    store = ModelStore(args.store)
+    if not store.versions(args.model):
+        raise SystemExit(f"no model {args.model!r} in {args.store}; pass --store")
+    m = store.manifest(args.model)
+    model = f"{m.name}/{m.version} ({m.architecture}, {m.resolution}x{m.resolution})"
+    os.environ["DNE_MODEL"] = args.model
+    load_before = os.getloadavg()[0]
+    if load_before > 0.5:
+        print(f"note: load average {load_before:.2f}: other work will lower the numbers")
+    rows = [measure(label, env, args) for label, env in SETTINGS.items()]
+    section = report(rows, args, model, load_before)
+    print("\n" + section)
     if args.out:
-        with args.out.open("a") as f:
-            f.write(text + "\n")
+        write(args.out, section)
+        print(f"written to {args.out}")
     return 0
 
 
