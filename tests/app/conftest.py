@@ -20,6 +20,7 @@ from app.main import create_app
 from app.settings import Settings
 from model_store import ModelStore, build_generator
 from model_store.networks import Generator
+from model_store.networks.layers import ConditionalBatchNorm
 
 CLASSES = ["Smileys & Emotion", "Animals & Nature", "Flags"]
 SLUGS = ["smileys-emotion", "animals-nature", "flags"]
@@ -29,7 +30,14 @@ def tiny_emoji(seed: int = 0) -> Generator:
     """Random weights are fine here: the tests are about the service, not the pictures."""
     torch.manual_seed(seed)
     config = {"z_dim": 16, "num_classes": 3, "channels": 4, "resolution": 16, "ngf": 8}
-    return build_generator("dcgan", {**config, "conditioning": "cbn"}).eval()
+    generator = build_generator("dcgan", {**config, "conditioning": "cbn"}).eval()
+    # Conditional BN starts as an identity (zero weights), which would make every class
+    # paint the same image: random weights there let tests tell classes apart.
+    for module in generator.modules():
+        if isinstance(module, ConditionalBatchNorm):
+            torch.nn.init.normal_(module.gain.weight, std=0.3)
+            torch.nn.init.normal_(module.bias.weight, std=0.3)
+    return generator
 
 
 def save_emoji(store: ModelStore, seed: int = 0) -> None:

@@ -100,9 +100,22 @@ def test_python_m_app_serves_pngs_and_metrics_over_a_socket(served: str) -> None
     )
     assert samples[("dne_cache_lookups_total", (("result", "hit"),))] == 1
     assert samples[("dne_cache_lookups_total", (("result", "miss"),))] == 2
-    assert samples[("dne_images_generated_total", ())] >= 3
-    assert samples[("dne_batch_size_count", ())] >= 3
+    # Three images painted (/random and two misses); warm-up is not traffic.
+    painted = [
+        samples[("dne_images_generated_total", ())],
+        samples[("dne_batch_size_sum", ())],
+        samples[("dne_queue_wait_seconds_count", ())],
+        samples[("dne_png_encode_seconds_count", ())],
+    ]
+    assert painted == [3, 3, 3, 3]
+    batches = samples[("dne_batch_size_count", ())]
+    assert 1 <= batches <= 3 and samples[("dne_inference_seconds_count", ())] == batches
+    assert 0 < samples[("dne_inference_seconds_sum", ())] < 10
     assert samples[("dne_queue_depth", ())] == 0
+    # Buckets start at 0.5 ms: cache hits are sub-millisecond.
+    first_bucket = (("le", "0.0005"), ("route", "/generate"))
+    assert ("dne_request_duration_seconds_bucket", first_bucket) in samples
+    assert samples[("dne_request_duration_seconds_count", (("route", "/generate"),))] == 4
     info = [labels for (name, labels), _ in samples.items() if name == "dne_model_info"]
     assert (
         ("architecture", "dcgan"),

@@ -1,0 +1,39 @@
+"""The engine alone: no asyncio, no HTTP; rows of one batch keep their own options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.engine import Engine, ImageRequest
+from model_store import ModelStore, seed_to_latent
+
+
+@pytest.fixture(scope="module")
+def engine(store_root: Path) -> Engine:
+    return Engine(ModelStore(store_root).load("emoji"))
+
+
+def request(seed: int, label: int = 0, psi: float = 1.0, size: int = 16) -> ImageRequest:
+    return ImageRequest(seed_to_latent(seed, 16), label, psi, size)
+
+
+def test_one_batch_mixes_classes_truncations_and_sizes(engine: Engine) -> None:
+    rows = [request(1, 0), request(2, 2, 0.5), request(3, 1, size=40), request(4, size=8)]
+    batched = engine.run(rows)
+    assert [image.shape for image in batched] == [(16, 16, 4), (16, 16, 4), (40, 40, 4), (8, 8, 4)]
+    assert all(image.dtype == np.uint8 for image in batched)
+    for row, image in zip(rows, batched, strict=True):
+        alone = engine.run([row])[0]
+        assert np.abs(image.astype(int) - alone).max() <= 1
+
+
+def test_class_and_truncation_change_the_image(engine: Engine) -> None:
+    base, other_class, truncated = engine.run([request(5, 0), request(5, 1), request(5, 0, 0.3)])
+    assert not np.array_equal(base, other_class) and not np.array_equal(base, truncated)
+
+
+def test_warm_up_runs_the_batch_sizes_asked_for(engine: Engine) -> None:
+    engine.warm_up((1, 3))  # no error, no output: it only primes the kernels
