@@ -15,6 +15,7 @@ from training.checkpoint import latest_checkpoint, write_atomic
 from training.config import TrainConfig, add_train_arguments, config_from_args
 from training.data import ImageDataset, add_data_commands, load_dataset
 from training.distributed import init_distributed, shutdown
+from training.evaluate import add_evaluate_commands
 from training.export import RUN_INFO, export_run
 from training.loop import Trainer, device_name
 
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--version", type=int, help="version number (default: next free)")
     export.add_argument("--description", default="", help="one line for people browsing models")
     export.set_defaults(func=cmd_export)
+    add_evaluate_commands(sub)  # evaluate, train-features, build-mnist
     return parser
 
 

@@ -19,7 +19,6 @@ import argparse
 import gzip
 import hashlib
 import importlib.util
-import io
 import zipfile
 from pathlib import Path
 
@@ -54,11 +53,13 @@ def read_csv_bytes(data: bytes, source: str) -> tuple[torch.Tensor, torch.Tensor
     """gzip'd csv rows of 784 pixels + label -> images uint8 [N, 1, 28, 28], labels [N]."""
     try:
         text = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
-        table = np.loadtxt(io.BytesIO(text), delimiter=",", dtype=np.float64, ndmin=2)
+        lines = text.strip().splitlines()
+        values = np.array(b",".join(lines).split(b","), dtype=np.float64)
     except (OSError, EOFError, ValueError) as exc:
         raise DatasetError(f"{source}: not an MNIST csv ({exc})") from exc
-    if table.shape[1] != 785 or table.size == 0:
-        raise DatasetError(f"{source}: expected rows of 784 pixels + 1 label, got {table.shape}")
+    if not lines or values.size != len(lines) * 785:
+        raise DatasetError(f"{source}: expected rows of 784 pixels + 1 label")
+    table = values.reshape(len(lines), 785)
     pixels, labels = table[:, :784], table[:, 784]
     if pixels.min() < 0 or pixels.max() > 255 or not np.isin(labels, np.arange(10)).all():
         raise DatasetError(f"{source}: pixels must be 0-255 and labels 0-9")
