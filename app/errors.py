@@ -38,6 +38,8 @@ def describe_validation_error(error: dict[str, Any]) -> tuple[str, str | None]:
     loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
     if error.get("type") == "json_invalid":
         return "the request body is not valid JSON", None
+    if error.get("type") == "model_attributes_type" and not loc:
+        return "the request body must be a JSON object (Content-Type: application/json)", None
     field = loc[0] if loc and not loc[0].isdigit() else None
     where = ".".join(loc) if loc else "request body"
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")

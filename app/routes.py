@@ -31,13 +31,13 @@ Service = Annotated[ImageService, Depends(get_service)]
 def parse_seed(value: Any) -> int:
     """An unsigned 64-bit integer, given as a JSON integer or a decimal string."""
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError("seed must be an integer or a decimal string")
+        raise ValueError("must be an integer or a decimal string")
     if isinstance(value, str):
         if not value.isascii() or not value.isdigit() or len(value) > 20:
-            raise ValueError(f"seed must be a decimal integer 0 .. {MAX_SEED}")
+            raise ValueError(f"must be a decimal integer 0 .. {MAX_SEED}")
         value = int(value)
     if not 0 <= value <= MAX_SEED:
-        raise ValueError(f"seed must be in 0 .. {MAX_SEED} (unsigned 64-bit)")
+        raise ValueError(f"must be in 0 .. {MAX_SEED} (unsigned 64-bit)")
     return value
 
 
