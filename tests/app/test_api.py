@@ -125,6 +125,16 @@ async def test_concurrent_requests_share_batches_and_each_gets_its_own_image(set
     assert len({a.tobytes() for a in alone.values()}) == len(seeds)  # really 32 images
 
 
+async def test_identical_concurrent_requests_paint_once(client) -> None:
+    painted = "dne_images_generated_total"
+    before = metric((await client.get("/metrics")).text, painted)
+    responses = await asyncio.gather(
+        *(client.post("/generate", json={"seed": 777, "size": 24}) for _ in range(8))
+    )
+    assert len({r.content for r in responses}) == 1 and responses[0].status_code == 200
+    assert metric((await client.get("/metrics")).text, painted) - before == 1
+
+
 async def test_models_lists_manifests_and_health_endpoints_answer(client) -> None:
     models = (await client.get("/models")).json()
     by_name = {m["name"]: m for m in models}

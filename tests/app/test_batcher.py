@@ -103,3 +103,18 @@ async def test_stop_serves_what_is_queued_then_refuses() -> None:
     assert [await t for t in tasks] == [0, 10, 20, 30, 40]
     with pytest.raises(Overloaded, match="shutting down"):
         await batcher.submit(9)
+
+
+async def test_the_event_loop_keeps_turning_while_a_batch_runs() -> None:
+    run = Recorder(delay_s=0.3)  # a slow forward pass, on the batcher's own thread
+    batcher = Batcher(run, max_batch_size=4, max_delay_ms=0, queue_size=10)
+    await batcher.start()
+    pending = asyncio.create_task(batcher.submit(1))
+    await asyncio.sleep(0.01)
+    lags = []
+    while not pending.done():
+        started = time.monotonic()
+        await asyncio.sleep(0.01)
+        lags.append(time.monotonic() - started - 0.01)
+    await batcher.stop()
+    assert len(lags) > 10 and max(lags) < 0.1, f"the loop stalled for {max(lags):.3f} s"
