@@ -18,7 +18,7 @@ BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
 class Metrics:
-    """Everything ``/metrics`` shows. Implements the batcher's ``BatchObserver``."""
+    """Everything ``/metrics`` shows."""
 
     content_type = CONTENT_TYPE_LATEST
 
@@ -44,7 +44,10 @@ class Metrics:
             registry=r,
         )
         self.queue_depth_gauge = Gauge(
-            "dne_queue_depth", "requests waiting for the generator", registry=r
+            "dne_queue_depth",
+            "requests waiting for the generator, by model (each has its own queue)",
+            ["model"],
+            registry=r,
         )
         self.queue_wait = Histogram(
             "dne_queue_wait_seconds",
@@ -82,20 +85,33 @@ class Metrics:
         for result in ("hit", "miss", "error", "bypass"):
             self.cache_lookups.labels(result)
 
-    # --- BatchObserver ------------------------------------------------------------------
-
-    def queue_depth(self, depth: int) -> None:
-        self.queue_depth_gauge.set(depth)
-
-    def batch(self, size: int, queue_wait_s: list[float], run_s: float) -> None:
-        self.batch_size.observe(size)
-        self.inference.observe(run_s)
-        self.images_generated.inc(size)
-        for wait in queue_wait_s:
-            self.queue_wait.observe(wait)
-
     def rejected(self, reason: str) -> None:
         self.rejections.labels(reason).inc()
 
+    def batcher_observer(self, model: str) -> BatchMetrics:
+        return BatchMetrics(self, model)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class BatchMetrics:
+    """The batcher's ``BatchObserver`` for one model."""
+
+    def __init__(self, metrics: Metrics, model: str) -> None:
+        self.metrics = metrics
+        self.depth = metrics.queue_depth_gauge.labels(model)
+
+    def queue_depth(self, depth: int) -> None:
+        self.depth.set(depth)
+
+    def batch(self, size: int, queue_wait_s: list[float], run_s: float) -> None:
+        m = self.metrics
+        m.batch_size.observe(size)
+        m.inference.observe(run_s)
+        m.images_generated.inc(size)
+        for wait in queue_wait_s:
+            m.queue_wait.observe(wait)
+
+    def rejected(self, reason: str) -> None:
+        self.metrics.rejected(reason)

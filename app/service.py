@@ -137,7 +137,7 @@ class ImageService:
             s.max_delay_ms,
             s.queue_size,
             timeout_s=s.request_timeout_s,
-            observer=self.metrics,
+            observer=self.metrics.batcher_observer(m.name),
             name=f"batcher-{m.name}",
         )
         await batcher.start()

@@ -111,7 +111,7 @@ def test_python_m_app_serves_pngs_and_metrics_over_a_socket(served: str) -> None
     batches = samples[("dne_batch_size_count", ())]
     assert 1 <= batches <= 3 and samples[("dne_inference_seconds_count", ())] == batches
     assert 0 < samples[("dne_inference_seconds_sum", ())] < 10
-    assert samples[("dne_queue_depth", ())] == 0
+    assert samples[("dne_queue_depth", (("model", "emoji"),))] == 0
     # Buckets start at 0.5 ms: cache hits are sub-millisecond.
     first_bucket = (("le", "0.0005"), ("route", "/generate"))
     assert ("dne_request_duration_seconds_bucket", first_bucket) in samples
