@@ -82,8 +82,11 @@ class Metrics:
             ["model", "version", "architecture", "device"],
             registry=r,
         )
+        # Every label value known up front exposes a 0, so rate() sees the first event.
         for result in ("hit", "miss", "error", "bypass"):
             self.cache_lookups.labels(result)
+        for reason in ("queue_full", "deadline", "shutdown", "not_ready"):
+            self.rejections.labels(reason)
 
     def rejected(self, reason: str) -> None:
         self.rejections.labels(reason).inc()

@@ -100,6 +100,7 @@ def test_python_m_app_serves_pngs_and_metrics_over_a_socket(served: str) -> None
     )
     assert samples[("dne_cache_lookups_total", (("result", "hit"),))] == 1
     assert samples[("dne_cache_lookups_total", (("result", "miss"),))] == 2
+    assert samples[("dne_rejections_total", (("reason", "queue_full"),))] == 0
     # Three images painted (/random and two misses); warm-up is not traffic.
     painted = [
         samples[("dne_images_generated_total", ())],
