@@ -45,6 +45,7 @@ from model_store.store import LoadedFeatures
 from training.data import ImageDataset, load_dataset
 from training.features import add_features_command
 from training.metrics import (
+    Neighbours,
     classifier_two_sample_test,
     frechet_distance,
     kernel_distance,
@@ -220,7 +221,8 @@ def memorisation(
     to_all = nearest_neighbours(fake_u8, real_u8, batch_size)
     fake_to_half = nearest_neighbours(fake_u8, real_u8[half1], batch_size).distance / scale
     real_to_half = nearest_neighbours(held_out_u8, real_u8[half1], batch_size).distance / scale
-    save_nearest_pairs_png(fake_u8, real_u8, to_all, out / "nearest.png", k=24, columns=4)
+    in_unit = Neighbours(to_all.index, to_all.distance / scale)  # captions in [0, 1] units
+    save_nearest_pairs_png(fake_u8, real_u8, in_unit, out / "nearest.png", k=24, columns=4)
     ratio = float(np.median(fake_to_half) / max(np.median(real_to_half), 1e-12))
     copies = int((to_all.distance == 0).sum())
     near = float(np.mean(fake_to_half < np.quantile(real_to_half, 0.01)))
@@ -481,8 +483,8 @@ def write_report(out: Path, manifest: Any, ev: Evaluation, data: Path) -> Path:
 
 ## The closest generated images to the training set
 
-Each pair: a generated image (left) and its nearest training image (right), with their L2
-distance in 0-255 pixel units; the closest of all generated images come first.
+Each pair: a generated image (left) and its nearest training image (right) among all of R,
+with their L2 distance over all pixel values in [0, 1]; the closest pairs come first.
 
 ![nearest pairs](nearest.png)
 
