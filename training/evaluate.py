@@ -4,7 +4,7 @@ The protocol (every number is comparable because every number has a floor beside
 
 - The reference set R is the model's training data (``--data``), with the same skin-tone
   filter the model was trained with. It is shuffled (``--seed``) and cut into halves R1, R2.
-- G: as many generated images as R2 holds, from seeds ``--seed-offset`` + 0, 1, ...; a
+- G: as many generated images as R2 holds, from seeds 1,000,000 + 0, 1, ...; a
   conditional model is asked for exactly R2's classes, so class frequencies match.
 - FD, KID and precision/recall in the feature space of a frozen network from the store
   (``--features``, default ``emoji-features``), named in every output, and a classifier
