@@ -245,8 +245,11 @@ class ImageService:
     async def _paint(self, spec: ImageSpec) -> bytes:
         request = ImageRequest(spec.latent, spec.label, spec.psi, spec.size)
         pixels = await spec.model.batcher.submit(request)
-        # Off the loop and off the batcher's thread, so encoding overlaps the next forward
-        # pass; the loop's default pool outlives shutdown, so drained requests still encode.
+        # Off the loop and off the batcher's thread. On this 2-core CPU both placements
+        # measured alike (/random at 32 clients, 64x64: 310-520 req/s either way, within
+        # noise); on a GPU the batcher's thread would serialize all encoding behind the
+        # device (a batch of 256 takes ~1 ms there, its PNGs ~50 ms on one core). The
+        # loop's default pool also outlives shutdown, so drained requests still encode.
         return await asyncio.to_thread(self._encode, pixels)
 
     def _encode(self, pixels: np.ndarray) -> bytes:
