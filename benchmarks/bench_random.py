@@ -111,18 +111,20 @@ def parse_wrk(out: str) -> dict[str, float]:
 def drive(port: int, clients: int, seconds: int, label: str) -> str:
     """Run wrk, printing progress from /metrics every two seconds; wrk's report."""
     load = wrk(port, clients, seconds)
-    started, last = time.monotonic(), counters(port)
+    started = last_time = time.monotonic()
+    last = counters(port)
     while load.poll() is None:
         time.sleep(2)
-        now = counters(port)
+        now, now_time = counters(port), time.monotonic()
         images = now["dne_images_generated_total"] - last["dne_images_generated_total"]
         batches = now["dne_batch_size_count"] - last["dne_batch_size_count"]
         print(
-            f"  {label}: {time.monotonic() - started:4.0f}/{seconds} s  "
-            f"{images / 2:6.0f} img/s  mean batch {images / max(batches, 1):5.1f}",
+            f"  {label}: {min(now_time - started, seconds):4.0f}/{seconds} s  "
+            f"{images / (now_time - last_time):6.0f} img/s  "
+            f"mean batch {images / max(batches, 1):5.1f}",
             flush=True,
         )
-        last = now
+        last, last_time = now, now_time
     out, _ = load.communicate()
     if load.returncode:
         raise SystemExit(f"wrk failed:\n{out}")
@@ -161,7 +163,8 @@ def report(rows: list[Result], args: argparse.Namespace, model: str, load_before
             f"Command: `python {shlex.join(sys.argv)}`  ",
             f"Model: {model}; `GET /random` (uncached by design), wrk 1 thread, "
             f"{args.clients} connections, {args.seconds} s after a {args.warmup} s warm-up.  ",
-            f"Load average (1 min) before: {load_before:.2f}",
+            f"Load average (1 min) before: {load_before:.2f}"
+            + (f"  \n{args.note}" if args.note else ""),
             "",
             "| setting | req/s | p50 ms | p99 ms | mean batch | non-2xx | load after |",
             "|---|---:|---:|---:|---:|---:|---:|",
@@ -192,6 +195,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=20, help="measured seconds per setting")
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured seconds first")
     parser.add_argument("--out", type=Path, help="Markdown file to add the results to")
+    parser.add_argument("--note", help="a line for the results: what else ran, and so on")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
