@@ -63,10 +63,13 @@ def main() -> int:
     parser.add_argument("--presets", default="goodfellow,dcgan,sngan,resnet")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--out", type=Path, help="Markdown file to append the results to")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     data = load_dataset(args.data)
     rows = [measure(p, args, data) for p in args.presets.split(",")]
     load = os.getloadavg()
