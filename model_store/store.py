@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,20 +117,35 @@ class ModelStore:
         self, name: str, version: int | str = "latest", device: str | torch.device = "cpu"
     ) -> LoadedModel:
         """Rebuild the generator from its manifest and load its checked weights."""
+        manifest, generator, device, path = self._load(
+            name, version, "generator", build_generator, device
+        )
+        return LoadedModel(manifest, generator, device, path)
+
+    def _load(
+        self,
+        name: str,
+        version: int | str,
+        kind: str,
+        build: Callable[[str, dict[str, Any]], torch.nn.Module],
+        device: str | torch.device,
+    ) -> tuple[Manifest, Any, torch.device, Path]:
+        """Rebuild a stored network of ``kind`` from its manifest; load its checked weights."""
         path = self.resolve(name, version)
         manifest = read_manifest(path)
-        if manifest.kind != "generator":
-            raise StoreError(f"{path / MANIFEST_FILE}: kind is {manifest.kind!r}, not a generator")
-        check_seed_draw(path / MANIFEST_FILE, manifest)
+        if manifest.kind != kind:
+            wanted = {"generator": "a generator", "feature_extractor": "features"}[kind]
+            raise StoreError(f"{path / MANIFEST_FILE}: kind is {manifest.kind!r}, not {wanted}")
+        if kind == "generator":
+            check_seed_draw(path / MANIFEST_FILE, manifest)
         try:
-            generator = build_generator(manifest.architecture, manifest.config)
+            network = build(manifest.architecture, manifest.config)
         except (TypeError, ValueError) as e:
             raise StoreError(f"{path / MANIFEST_FILE}: bad architecture config: {e}") from e
         state = read_weights(path / manifest.weights_file, manifest.weights_sha256)
-        load_state(generator, state, path / manifest.weights_file)
+        load_state(network, state, path / manifest.weights_file)
         device = torch.device(device)
-        generator = generator.to(device).eval().requires_grad_(False)
-        return LoadedModel(manifest, generator, device, path)
+        return manifest, network.to(device).eval().requires_grad_(False), device, path
 
     def save(
         self,
@@ -232,18 +248,9 @@ class ModelStore:
         self, name: str, version: int | str = "latest", device: str | torch.device = "cpu"
     ) -> LoadedFeatures:
         """Rebuild a stored feature network from its manifest and load its checked weights."""
-        path = self.resolve(name, version)
-        manifest = read_manifest(path)
-        if manifest.kind != "feature_extractor":
-            raise StoreError(f"{path / MANIFEST_FILE}: kind is {manifest.kind!r}, not features")
-        try:
-            network = build_feature_net(manifest.architecture, manifest.config)
-        except (TypeError, ValueError) as e:
-            raise StoreError(f"{path / MANIFEST_FILE}: bad architecture config: {e}") from e
-        state = read_weights(path / manifest.weights_file, manifest.weights_sha256)
-        load_state(network, state, path / manifest.weights_file)
-        device = torch.device(device)
-        network = network.to(device).eval().requires_grad_(False)
+        manifest, network, device, path = self._load(
+            name, version, "feature_extractor", build_feature_net, device
+        )
         return LoadedFeatures(manifest, network, device, path)
 
     def update_metrics(
