@@ -14,6 +14,7 @@ from PIL import Image
 from scipy import stats
 from scipy.special import logsumexp
 
+from model_store import sha256_file
 from training.metrics import (
     DEFAULT_SIGMAS,
     classifier_two_sample_test,
@@ -34,7 +35,6 @@ from training.metrics.inception import (
     InceptionWeightsError,
     inception_features,
     load_fid_inception,
-    sha256_of,
 )
 
 
@@ -294,7 +294,7 @@ def test_inception_loads_only_a_file_with_the_expected_hash(standin_weights: Pat
 def test_inception_standin_gives_pool3_features_and_fd_zero_on_itself(
     standin_weights: Path,
 ) -> None:
-    model = load_fid_inception(standin_weights, sha256=sha256_of(standin_weights))
+    model = load_fid_inception(standin_weights, sha256=sha256_file(standin_weights))
     assert not model.training and not any(p.requires_grad for p in model.parameters())
     images = torch.rand(1, 1, 28, 28, generator=torch.Generator().manual_seed(1))  # grey
     feats = inception_features(model, images)

@@ -13,12 +13,13 @@ Apache License 2.0. Parameter names follow that state dict, so the file loads as
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from model_store import sha256_file
 
 # sha256 of pytorch-fid's pt_inception-2015-12-05-6726825d.pth, byte-identical to
 # torch-fidelity's weights-inception-2015-12-05-6726825d.pth (95,628,359 bytes); the "6726825d"
@@ -202,14 +203,6 @@ class FIDInceptionV3(nn.Module):
         return x.mean((2, 3))  # [N, 2048]: pool3
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -236,7 +229,7 @@ def load_fid_inception(
             f"FID Inception weights not found at {p}. Nothing is downloaded: pass the path of"
             f" a local copy of {FID_INCEPTION_FILES}."
         )
-    actual = sha256_of(p)
+    actual = sha256_file(p)
     if actual != sha256.lower():
         raise InceptionWeightsError(f"{p} has sha256 {actual}, expected {sha256.lower()}")
     model = FIDInceptionV3()
