@@ -23,10 +23,11 @@ import numpy as np
 import torch
 from scipy.cluster.vq import kmeans2
 
-from model_store import build_generator
+from model_store import Generator, ModelStore, build_generator
 from training import checkpoint as ckpt
 from training.data import load_dataset
 from training.metrics import (
+    Neighbours,
     ParzenResult,
     nearest_neighbours,
     parzen_evaluation,
@@ -47,15 +48,26 @@ def pixels(path: Path) -> torch.Tensor:
     return load_dataset(path).images.flatten(1).double() / 255
 
 
-@torch.no_grad()
-def samples_of(run: Path, step_dir: Path, which: str, n: int, seed: int) -> torch.Tensor:
-    """n samples [n, 784] in [0, 1] from one checkpoint's generator (``G_ema`` or ``G``)."""
+def generator_of(run: Path, step_dirs: list[Path], which: str) -> Generator:
+    """The ``which`` generator (``G_ema`` or ``G``) of one checkpoint, or the mean of its
+    weights over several (checkpoint averaging: a longer EMA after the fact)."""
     info = json.loads((run / "run.json").read_text())
-    tensors, _ = ckpt.load_checkpoint(step_dir)
-    g = build_generator(info["architecture"], info["generator_config"])
-    ckpt.load_module(which, g, tensors)
+    total: dict[str, torch.Tensor] = {}
+    for step_dir in step_dirs:
+        tensors, _ = ckpt.load_checkpoint(step_dir)
+        g = build_generator(info["architecture"], info["generator_config"])
+        ckpt.load_module(which, g, tensors)
+        for k, v in g.state_dict().items():
+            total[k] = total.get(k, 0) + v.double() / len(step_dirs)
+    g.load_state_dict({k: v.float() for k, v in total.items()})
+    return g.eval()
+
+
+@torch.no_grad()
+def samples_of(g: Generator, n: int, seed: int) -> torch.Tensor:
+    """n samples [n, 784] in [0, 1] from fixed latents."""
     z = torch.randn(n, g.z_dim, generator=torch.Generator().manual_seed(seed))
-    return ((g.eval()(z) + 1) / 2).flatten(1).double()
+    return ((g(z) + 1) / 2).flatten(1).double()
 
 
 def row(name: str, result: ParzenResult) -> dict:
@@ -74,6 +86,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="training run directory")
     parser.add_argument("--data-dir", type=Path, default=Path("data/mnist"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/mnist_parzen"))
+    parser.add_argument("--store", type=Path, default=Path("runs/store"), help="keeps the pick")
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
@@ -84,23 +97,36 @@ def main() -> None:
         pixels(args.data_dir / f"mnist-{s}.dne.gz") for s in ("train", "valid", "test")
     )
 
-    # 1. Choose the checkpoint (and EMA or not) by validation log-likelihood only.
-    curve = []
-    best = None
-    for step_dir in sorted((args.run / "checkpoints").glob("step-*")):
-        for which in ("G_ema", "G"):
-            s = samples_of(args.run, step_dir, which, args.samples, args.seed)
+    # 1. Choose by validation log-likelihood only: the best single checkpoint (EMA or raw
+    # generator), and the best mean of the last k EMA checkpoints.
+    dirs = sorted((args.run / "checkpoints").glob("step-*"))
+    singles = [(f"{d.name} {w}", [d], w) for d in dirs for w in ("G_ema", "G")]
+    windows = [k for k in (2, 4, 8, 16, 32) if k < len(dirs)] + [len(dirs)]
+    averages = [
+        (f"mean of G_ema, {dirs[-k].name}..{dirs[-1].name}", dirs[-k:], "G_ema") for k in windows
+    ]
+    curve, best = [], {}
+    for kind, candidates in (("single", singles), ("averaged", averages)):
+        for label, chosen, which in candidates:
+            g = generator_of(args.run, chosen, which)
+            s = samples_of(g, args.samples, args.seed)
             r = parzen_evaluation(s, valid, valid[:1])  # sigma and validation LL only
             v = r.validation[r.sigma]
-            curve.append({"checkpoint": step_dir.name, "net": which, "valid_ll": round(v, 2)})
+            curve.append({"candidate": label, "valid_ll": round(v, 2), "sigma": r.sigma})
             print(curve[-1], flush=True)
-            if best is None or v > best[0]:
-                best = (v, step_dir, which, s)
-    _, step_dir, which, s = best
+            if kind not in best or v > best[kind][0]:
+                best[kind] = (v, label, g, s)
 
-    # 2. Score it on the test split (the only time the test split is used).
-    model = parzen_evaluation(s, valid, test)
-    results = {"model": row(f"{step_dir.name} {which}", model)}
+    # 2. Score the two chosen generators on the test split (its only use).
+    results = {}
+    for kind, (_, label, _, s) in best.items():
+        results[kind] = row(f"{label}", parzen_evaluation(s, valid, test))
+    kind = max(best, key=lambda k: best[k][0])  # pictures and neighbours: best on validation
+    _, _, g, s = best[kind]
+    args.out.mkdir(parents=True, exist_ok=True)
+    store = ModelStore(args.store)  # the chosen generator, for `python -m training evaluate`
+    saved = store.save(g, name="mnist-gan", description=f"{args.run.name}: {best[kind][1]}")
+    results["stored"] = f"{args.store}/{saved.ref}"
 
     # 3. References that are not generative models, on the same splits.
     results["train_digits"] = row(
@@ -127,8 +153,8 @@ def main() -> None:
         ),
         "n_generated": len(gen_u8),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    save_nearest_pairs_png(gen_u8, train_u8, nn_gen, args.out / "nearest.png", k=24, columns=4)
+    in_unit = Neighbours(nn_gen.index, nn_gen.distance / 255)  # captions in [0, 1] units
+    save_nearest_pairs_png(gen_u8, train_u8, in_unit, args.out / "nearest.png", k=24, columns=4)
     grid = make_grid(gen_u8[:100, :, :, None], 10)
     grid.resize((grid.width * 2, grid.height * 2)).save(args.out / "samples.png")
     results["validation_curve"] = curve

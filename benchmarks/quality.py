@@ -65,7 +65,9 @@ def main() -> int:
         version = store.resolve(name, version or "latest").name
         out = args.out / f"{name}-{version}"
         command = [sys.executable, "-m", "training", "evaluate", name, "--version", version]
-        command += ["--store", str(args.store), "--data", str(args.data), "--out", str(out)]
+        if args.store != DEFAULT_ROOT:
+            command += ["--store", str(args.store)]
+        command += ["--data", str(args.data), "--out", str(out)]
         command += ["--threads", str(args.threads), *extra]
         if not args.skip_run:
             print("$", " ".join(command[1:]), flush=True)

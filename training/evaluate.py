@@ -459,15 +459,22 @@ def write_report(out: Path, manifest: Any, ev: Evaluation, data: Path) -> Path:
     n_classes = len(manifest.class_names)
     kind = f"conditional on {n_classes} categories" if n_classes else "unconditional"
     size = f"{manifest.resolution}x{manifest.resolution}"
+    trained = (
+        f"trained {t.steps} steps ({t.images_seen} images) in {t.wall_time_s / 60:.1f} min on "
+        f"{t.device}"
+        if t.steps
+        else "no training record in its manifest"
+    )
+    asked = "asked for R2's classes" if n_classes else "unconditional"
     text = f"""# Evaluation of {manifest.ref}
 
 {manifest.description or ""}
 
-- Model: `{manifest.architecture}`, {manifest.channels} channels, {size}, {kind}; trained
-  {t.steps} steps ({t.images_seen} images) in {t.wall_time_s / 60:.1f} min on {t.device}.
+- Model: `{manifest.architecture}`, {manifest.channels} channels, {size}, {kind};
+  {trained}.
 - Reference data: {h["data"]} (`{data}`, sha256 `{h["data_sha256"][:16]}…`), shuffled with
   seed {h["seed"]} into halves R1 and R2 of {h["num_real"]} images; {h["num_generated"]}
-  generated images, asked for R2's classes.
+  generated images ({asked}).
 - Feature space: **{h["feature_space"]}** (a frozen classifier trained on this data, stored in
   the model store). Numbers in it are not FID and do not compare with published FIDs.
 - "Real vs real" is the same metric for R1 against R2: what indistinguishable looks like at

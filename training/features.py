@@ -45,15 +45,20 @@ def held_out_split(ds: ImageDataset, fraction: float, seed: int) -> tuple[np.nda
     return np.flatnonzero(~test), np.flatnonzero(test)
 
 
-def augment(x: torch.Tensor, gen: torch.Generator, shift: int = 4) -> torch.Tensor:
+def augment(
+    x: torch.Tensor, gen: torch.Generator, shift: int = 4, flip: bool = True
+) -> torch.Tensor:
     """Random translation by up to ``shift`` pixels (padding with -1: transparent / black)
-    and horizontal flips: a category does not change when an emoji moves or mirrors."""
+    and horizontal flips: a category does not change when an emoji moves or mirrors (a
+    digit does: use ``flip=False`` for MNIST)."""
     n, _, h, w = x.shape
     padded = F.pad(x, (shift, shift, shift, shift), value=-1.0)
     dy, dx = torch.randint(0, 2 * shift + 1, (2,), generator=gen).tolist()
     out = padded[:, :, dy : dy + h, dx : dx + w]
-    flip = torch.rand(n, generator=gen) < 0.5
-    return torch.where(flip[:, None, None, None], out.flip(3), out)
+    if not flip:
+        return out
+    mirror = torch.rand(n, generator=gen) < 0.5
+    return torch.where(mirror[:, None, None, None], out.flip(3), out)
 
 
 @torch.no_grad()
@@ -75,6 +80,7 @@ def train_feature_net(
     lr: float = 2e-3,
     held_out: float = 0.1,
     seed: int = 0,
+    flip: bool = True,
     progress: bool = True,
 ) -> tuple[FeatureNet, dict[str, Any]]:
     """Train on the data's classes; returns the eval-mode network and its figures."""
@@ -103,7 +109,8 @@ def train_feature_net(
         order = torch.randperm(len(xt), generator=gen)
         for start in range(0, len(xt), batch_size):
             idx = order[start : start + batch_size]
-            loss = F.cross_entropy(net(augment(xt[idx], gen)), yt[idx], label_smoothing=0.1)
+            logits = net(augment(xt[idx], gen, flip=flip))
+            loss = F.cross_entropy(logits, yt[idx], label_smoothing=0.1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -145,6 +152,12 @@ def add_features_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--skin-tones", choices=("drop", "keep"), default="drop", help="emoji skin-tone variants"
     )
+    p.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="mirror images in augmentation (off for digits and text)",
+    )
     p.add_argument("--seed", type=int, default=0, help="split, initial weights, data order")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
@@ -166,6 +179,7 @@ def cmd_train_features(args: argparse.Namespace) -> int:
         lr=args.lr,
         held_out=args.held_out,
         seed=args.seed,
+        flip=args.flip,
         progress=args.progress,
     )
     manifest = store_feature_net(args, ds, net, figures)
@@ -192,7 +206,7 @@ def store_feature_net(
             "held_out": args.held_out,
             "skin_tones": args.skin_tones,
             "seed": args.seed,
-            "augment": "translate 4px, hflip",
+            "augment": "translate 4px" + (", hflip" if args.flip else ""),
             "loss": "cross-entropy, label smoothing 0.1",
         },
     )
