@@ -57,6 +57,13 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/quality"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-run", action="store_true", help="only tabulate metrics.json")
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="LABEL=METRICS_JSON",
+        help="add a column from an earlier evaluate run (e.g. one in another store)",
+    )
     args, extra = parser.parse_known_args()  # anything else goes to evaluate
     store = ModelStore(args.store)
     results = {}
@@ -73,6 +80,9 @@ def main() -> int:
             print("$", " ".join(command[1:]), flush=True)
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
         results[f"{name} v{version}"] = json.loads((out / "metrics.json").read_text())
+    for item in args.also:
+        label, _, path = item.partition("=")
+        results[label] = json.loads(Path(path).read_text())
     space = next(iter(results.values()))["feature_space"]
     names = list(results)
     print("| Metric | " + " | ".join(names) + " | Real vs real |")
