@@ -43,6 +43,7 @@ RESUMABLE_CHANGES = {
     "device",
     "compile",
     "data",
+    "run_dir",  # a moved run directory is still the same run
 }
 
 
