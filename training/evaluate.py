@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from model_store import DEFAULT_ROOT, Generator, ModelStore, seeds_to_latents, sha256_file, to_uint8
+from model_store import DEFAULT_ROOT, Generator, ModelStore, sha256_file, to_uint8
 from model_store.networks.features import FeatureNet
 from model_store.store import LoadedFeatures
 from training.data import ImageDataset, load_dataset
@@ -56,7 +56,7 @@ from training.metrics import (
 )
 from training.metrics.inception import FID_INCEPTION_SHA256, inception_features, load_fid_inception
 from training.mnist import add_mnist_command
-from training.samples import make_grid
+from training.samples import generate, make_grid
 
 PARZEN_SAMPLES = 10_000  # the seed paper's number of generated samples
 
@@ -95,20 +95,6 @@ class Evaluation:
 
 
 # --- images in, features out ----------------------------------------------------------
-
-
-@torch.no_grad()
-def generate(
-    generator: Generator, seeds: list[int], labels: torch.Tensor | None, batch_size: int
-) -> torch.Tensor:
-    """Images [N, C, R, R] in [-1, 1] (the generator's own space) on the CPU."""
-    device = next(generator.parameters()).device
-    out = []
-    for start in range(0, len(seeds), batch_size):
-        z = seeds_to_latents(seeds[start : start + batch_size], generator.z_dim).to(device)
-        y = None if labels is None else labels[start : start + batch_size].to(device)
-        out.append(generator(z, y).float().clamp(-1, 1).cpu())
-    return torch.cat(out)
 
 
 def display_uint8(images: torch.Tensor, alpha: str) -> np.ndarray:

@@ -17,6 +17,19 @@ def grid_labels(rows: int, columns: int, num_classes: int) -> torch.Tensor | Non
 
 
 @torch.no_grad()
+def generate(
+    generator: Generator, seeds: list[int], labels: torch.Tensor | None, batch_size: int = 64
+) -> torch.Tensor:
+    """Images [N, C, R, R] in [-1, 1] (the generator's own space) on the CPU; batched."""
+    device = next(generator.parameters()).device
+    out = []
+    for start in range(0, len(seeds), batch_size):
+        z = seeds_to_latents(seeds[start : start + batch_size], generator.z_dim).to(device)
+        y = None if labels is None else labels[start : start + batch_size].to(device)
+        out.append(generator(z, y).float().clamp(-1, 1).cpu())
+    return torch.cat(out)
+
+
 def generate_uint8(
     generator: Generator,
     seeds: list[int],
@@ -25,13 +38,7 @@ def generate_uint8(
     batch_size: int = 64,
 ) -> np.ndarray:
     """[N, H, W, C] uint8 images for ``seeds`` (eval mode; batched)."""
-    device = next(generator.parameters()).device
-    out = []
-    for start in range(0, len(seeds), batch_size):
-        z = seeds_to_latents(seeds[start : start + batch_size], generator.z_dim).to(device)
-        y = None if labels is None else labels[start : start + batch_size].to(device)
-        out.append(to_uint8(generator(z, y), alpha).cpu().numpy())
-    return np.concatenate(out)
+    return to_uint8(generate(generator, seeds, labels, batch_size), alpha).numpy()
 
 
 def make_grid(
