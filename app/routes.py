@@ -1,4 +1,4 @@
-"""HTTP routes: thin; they validate, ask the ImageService, and shape the response."""
+"""HTTP routes: thin; they validate, build an ImageSpec, ask the Painter, shape the response."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.functional_validators import BeforeValidator
 
 from app.errors import ApiError, error_response
-from app.service import ImageOptions, ImageService, ImageSpec
+from app.painter import Painter
+from app.registry import ModelRegistry
+from app.service import ImageService
+from app.specs import ImageOptions, ImageSpec, Specs, given_latent, seed_latent
 from model_store import MAX_SEED
 
 router = APIRouter()
@@ -25,7 +28,21 @@ def get_service(request: Request) -> ImageService:
     return request.app.state.service
 
 
-Service = Annotated[ImageService, Depends(get_service)]
+def get_registry(request: Request) -> ModelRegistry:
+    return get_service(request).registry
+
+
+def get_painter(request: Request) -> Painter:
+    return get_service(request).painter
+
+
+def get_specs(request: Request) -> Specs:
+    return get_service(request).specs
+
+
+ModelsDep = Annotated[ModelRegistry, Depends(get_registry)]
+SpecsDep = Annotated[Specs, Depends(get_specs)]
+PainterDep = Annotated[Painter, Depends(get_painter)]
 
 
 def parse_seed(value: Any) -> int:
@@ -91,18 +108,24 @@ def png_response(spec: ImageSpec, data: bytes, hit: bool, cache_control: str, **
 
 
 @router.get("/random", response_class=Response, summary="a fresh image every call")
-async def random_image(service: Service, options: Options) -> Response:
+async def random_image(
+    models: ModelsDep, paint: PainterDep, specs: SpecsDep, options: Options
+) -> Response:
     seed = secrets.randbelow(RANDOM_SEEDS)
-    spec = service.spec(service.model(options.model), options, seed=seed)
-    data, hit = await service.png(spec, cached=False)
+    served = models.default(options.model)
+    spec = specs.image(served, options, seed_latent(served.manifest, seed))
+    data, hit = await paint.png(spec, cached=False)
     return png_response(spec, data, hit, "no-store", **{"X-Seed": str(seed)})
 
 
 @router.get("/seed/{seed}", summary="the shareable link: redirects to the pinned version")
-async def seed_link(seed: str, request: Request, service: Service, options: Options) -> Response:
+async def seed_link(
+    seed: str, request: Request, models: ModelsDep, specs: SpecsDep, options: Options
+) -> Response:
     value = seed_from_path(seed)
-    served = service.model(options.model)
-    service.spec(served, options, seed=value)  # validate now: errors are not redirected
+    served = models.default(options.model)
+    # Validated now: errors are answered here, not redirected.
+    specs.image(served, options, seed_latent(served.manifest, value))
     m = served.manifest
     query = request.url.query
     location = f"/models/{m.name}/{m.version}/seed/{value}" + (f"?{query}" if query else "")
@@ -111,14 +134,22 @@ async def seed_link(seed: str, request: Request, service: Service, options: Opti
 
 @router.get("/models/{name}/{version}/seed/{seed}", summary="one seed of one model version")
 async def pinned_image(
-    name: Name, version: int, seed: str, request: Request, service: Service, options: Options
+    name: Name,
+    version: int,
+    seed: str,
+    request: Request,
+    models: ModelsDep,
+    paint: PainterDep,
+    specs: SpecsDep,
+    options: Options,
 ) -> Response:
     value = seed_from_path(seed)
-    spec = service.spec(service.pinned(name, version), options, seed=value)
+    served = await models.pinned(name, version)
+    spec = specs.image(served, options, seed_latent(served.manifest, value))
     headers = {"ETag": spec.etag, "Cache-Control": IMMUTABLE}
     if etag_matches(request.headers.get("if-none-match"), spec.etag):
         return Response(status_code=304, headers=headers)
-    data, hit = await service.png(spec, cached=True)
+    data, hit = await paint.png(spec, cached=True)
     return png_response(spec, data, hit, IMMUTABLE, **{"ETag": spec.etag, "X-Seed": str(value)})
 
 
@@ -131,10 +162,15 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 
 @router.post("/generate", response_class=Response, summary="an image for a seed or a latent")
-async def generate(body: GenerateBody, service: Service) -> Response:
+async def generate(
+    body: GenerateBody, models: ModelsDep, paint: PainterDep, specs: SpecsDep
+) -> Response:
     options = ImageOptions(body.model, body.category, body.truncation, body.size)
-    spec = service.spec(service.model(body.model), options, seed=body.seed, latent=body.latent)
-    data, hit = await service.png(spec, cached=True)
+    served = models.default(body.model)
+    m = served.manifest
+    latent = seed_latent(m, body.seed) if body.seed is not None else given_latent(m, body.latent)
+    spec = specs.image(served, options, latent)
+    data, hit = await paint.png(spec, cached=True)
     extra = {"X-Seed": str(body.seed)} if body.seed is not None else {}
     return png_response(spec, data, hit, "public, max-age=86400", **extra)
 
@@ -147,31 +183,29 @@ def seed_from_path(seed: str) -> int:
 
 
 @router.get("/models", summary="the stored generators and their manifests")
-async def models(service: Service) -> list[dict[str, Any]]:
-    served = {(s.manifest.name, s.manifest.version) for s in service.models.values()}
+async def list_models(models: ModelsDep) -> list[dict[str, Any]]:
+    served = {(s.manifest.name, s.manifest.version) for s in models.served()}
     return [
         {**m.model_dump(mode="json"), "served": (m.name, m.version) in served}
-        for m in service.store.manifests("generator")
+        for m in models.store.manifests("generator")
     ]
 
 
 @router.get("/healthz", summary="the process is alive (503 once start-up has failed)")
-async def healthz(service: Service) -> JSONResponse:
-    if service.failure:
+async def healthz(models: ModelsDep) -> JSONResponse:
+    if models.failure:
         # The details name server paths: they go to the log, not to clients.
         return error_response(503, "start-up failed; the service log says why")
     return JSONResponse({"status": "alive"})
 
 
 @router.get("/readyz", summary="models loaded and warmed up")
-async def readyz(service: Service) -> JSONResponse:
-    if service.failure:
+async def readyz(models: ModelsDep) -> JSONResponse:
+    if models.failure:
         return error_response(503, "start-up failed; the service log says why")
-    if not service.ready:
+    if not models.ready:
         return error_response(503, "warming up", headers={"Retry-After": "1"})
-    return JSONResponse(
-        {"status": "ready", "models": {n: s.manifest.version for n, s in service.models.items()}}
-    )
+    return JSONResponse({"status": "ready", "models": models.defaults()})
 
 
 @router.get("/metrics", summary="Prometheus exposition")

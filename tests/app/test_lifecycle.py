@@ -102,7 +102,7 @@ async def test_shutdown_serves_the_requests_already_queued(settings: Settings) -
     requests = [
         asyncio.create_task(r.client.post("/generate", json={"seed": s})) for s in range(12)
     ]
-    batcher = r.app.state.service.models["emoji"].batcher
+    batcher = r.app.state.service.registry.default("emoji").batcher
     while batcher.depth < 4:  # queued, not yet served
         await asyncio.sleep(0.001)
     queued = batcher.depth
