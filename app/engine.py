@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from model_store import LoadedModel, to_uint8
+from model_store import LoadedModel, autocast, autocast_dtype, precision_name, to_uint8
 
 
 @dataclass(frozen=True)
@@ -17,24 +16,6 @@ class ImageRequest:
     label: int | None  # class index (conditional models) or None
     psi: float  # truncation; 1 = off
     size: int  # output edge in pixels
-
-
-def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """bf16 where the device computes it natively: CUDA, and CPUs with AVX512-BF16/AMX."""
-    if amp == "none":
-        return None
-    if amp == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_has_native_bf16() else None
-
-
-def cpu_has_native_bf16() -> bool:
-    # oneDNN also runs bf16 on plain AVX512 by converting, which can be slower than fp32;
-    # only the native instructions gave the speed-up measured below.
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 class Engine:
@@ -46,16 +27,12 @@ class Engine:
         self.generator = model.generator
         self.device = model.device
         self.dtype = autocast_dtype(amp, self.device)
+        self.precision = precision_name(self.dtype)
         # Measured on the 2-core Xeon (DCGAN-64 RGBA, img/s at batch 1/8/32/64, cores shared
         # with a training run, so compare rows, not absolutes): fp32 3/16/48/80, fp32 +
         # channels_last 4/20/59/97, bf16 4/47/144/248, bf16 + channels_last 18/95/193/229.
         # Pixels stayed bitwise equal across batch sizes in every mode.
         self.generator = self.generator.to(memory_format=torch.channels_last)
-
-    def _autocast(self) -> contextlib.AbstractContextManager[object]:
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
 
     @torch.inference_mode()
     def run(self, requests: list[ImageRequest]) -> list[np.ndarray]:
@@ -65,7 +42,7 @@ class Engine:
         if self.manifest.conditional:
             labels = torch.tensor([r.label or 0 for r in requests], device=self.device)
         psi = torch.tensor([r.psi for r in requests], device=self.device)
-        with self._autocast():
+        with autocast(self.device, self.dtype):
             images = self.generator(z, labels, psi)
         out: list[np.ndarray | None] = [None] * len(requests)
         # Rows of one batch may ask for different sizes: resize per size group, on the device.

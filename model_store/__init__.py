@@ -7,6 +7,7 @@ from model_store.latents import MAX_SEED, latent_sha256, seed_to_latent, seeds_t
 from model_store.manifest import Manifest, TrainingInfo
 from model_store.networks import ARCHITECTURES, Generator, GeneratorConfig, build_generator
 from model_store.postprocess import to_uint8
+from model_store.precision import AMP_CHOICES, autocast, autocast_dtype, precision_name
 from model_store.store import (
     DEFAULT_ROOT,
     LoadedModel,
@@ -17,6 +18,7 @@ from model_store.store import (
 )
 
 __all__ = [
+    "AMP_CHOICES",
     "ARCHITECTURES",
     "DEFAULT_ROOT",
     "MAX_SEED",
@@ -28,8 +30,11 @@ __all__ = [
     "ModelStore",
     "StoreError",
     "TrainingInfo",
+    "autocast",
+    "autocast_dtype",
     "build_generator",
     "latent_sha256",
+    "precision_name",
     "seed_to_latent",
     "seeds_to_latents",
     "sha256_file",
