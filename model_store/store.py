@@ -7,6 +7,7 @@ anything wrong stops loading with a ``StoreError`` naming the file and the probl
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -65,8 +66,9 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def architecture_of(module: torch.nn.Module) -> str:
-    for name, (_, module_cls) in ARCHITECTURES.items():
+def architecture_of(module: torch.nn.Module, registry: dict[str, tuple[Any, type]]) -> str:
+    """The name ``module``'s class is registered under (generators or feature networks)."""
+    for name, (_, module_cls) in registry.items():
         if type(module) is module_cls:
             return name
     raise StoreError(f"{type(module).__name__} is not a registered architecture")
@@ -117,10 +119,7 @@ class ModelStore:
         self, name: str, version: int | str = "latest", device: str | torch.device = "cpu"
     ) -> LoadedModel:
         """Rebuild the generator from its manifest and load its checked weights."""
-        manifest, generator, device, path = self._load(
-            name, version, "generator", build_generator, device
-        )
-        return LoadedModel(manifest, generator, device, path)
+        return LoadedModel(*self._load(name, version, "generator", build_generator, device))
 
     def _load(
         self,
@@ -158,6 +157,44 @@ class ModelStore:
         **manifest_fields: Any,
     ) -> Manifest:
         """Store ``generator`` as ``name``/``version`` (default: next free); atomic."""
+        files = dict(extra_files or {})
+        if sample_grid is not None:
+            png = io.BytesIO()
+            sample_grid.save(png, format="PNG")
+            files["samples.png"] = png.getvalue()
+        manifest_fields |= {
+            "z_dim": generator.config.z_dim,
+            "truncation": generator.truncation_mode,
+            "sample_grid": "samples.png" if sample_grid is not None else None,
+        }
+        return self._save(generator, name, version, ARCHITECTURES, files, **manifest_fields)
+
+    def save_feature_extractor(
+        self, network: FeatureNet, *, name: str, version: int | None = None, **fields: Any
+    ) -> Manifest:
+        """Store a frozen evaluation network (``kind="feature_extractor"``); atomic.
+
+        Its manifest's ``z_dim`` is the feature size (no latent goes in; the field is kept
+        so one schema serves both kinds)."""
+        fields |= {"kind": "feature_extractor", "z_dim": network.config.feature_dim}
+        fields |= {"weights_file": "features.safetensors", "sample_grid": None}
+        return self._save(network, name, version, FEATURE_ARCHITECTURES, {}, **fields)
+
+    def _save(
+        self,
+        network: torch.nn.Module,
+        name: str,
+        version: int | None,
+        registry: dict[str, tuple[Any, type]],
+        files: dict[str, str | bytes],
+        *,
+        z_dim: int,
+        weights_file: str = "generator.safetensors",
+        **manifest_fields: Any,
+    ) -> Manifest:
+        """Write weights, ``files`` and the manifest into a temporary folder, then rename it
+        to ``name/version``: a reader sees no version or a whole one, never a part.
+        ``registry`` names the architecture (generators or feature networks)."""
         if not NAME_PATTERN.match(name):
             raise StoreError(f"model name {name!r} must match {NAME_PATTERN.pattern}")
         version = version or (max(self.versions(name), default=0) + 1)
@@ -165,29 +202,26 @@ class ModelStore:
         if final.exists():
             raise StoreError(f"{final} already exists; versions are never overwritten")
         final.parent.mkdir(parents=True, exist_ok=True)
-        config = generator.config
+        config = network.config
         tmp = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=final.parent))
         try:
-            weights = tmp / "generator.safetensors"
-            state = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
+            weights = tmp / weights_file
+            state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
             save_file(state, str(weights), metadata={"format": "pt"})
-            if sample_grid is not None:
-                sample_grid.save(tmp / "samples.png")
-            for filename, content in (extra_files or {}).items():
+            for filename, content in files.items():
                 data = content.encode() if isinstance(content, str) else content
                 (tmp / filename).write_bytes(data)
             manifest = Manifest(
                 name=name,
                 version=version,
-                architecture=architecture_of(generator),
+                architecture=architecture_of(network, registry),
                 config=json.loads(json.dumps(config.to_dict())),
-                z_dim=config.z_dim,
+                z_dim=z_dim,
                 resolution=config.resolution,
                 channels=config.channels,
-                truncation=generator.truncation_mode,
+                weights_file=weights_file,
                 weights_sha256=sha256_file(weights),
-                seed0_latent_sha256=latent_sha256(seed_to_latent(0, config.z_dim)),
-                sample_grid="samples.png" if sample_grid is not None else None,
+                seed0_latent_sha256=latent_sha256(seed_to_latent(0, z_dim)),
                 **manifest_fields,
             )
             (tmp / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
@@ -199,59 +233,12 @@ class ModelStore:
 
     # --- feature extractors (evaluation) and metrics -----------------------------------
 
-    def save_feature_extractor(
-        self, network: FeatureNet, *, name: str, version: int | None = None, **fields: Any
-    ) -> Manifest:
-        """Store a frozen evaluation network (``kind="feature_extractor"``); atomic.
-
-        Its manifest's ``z_dim`` is the feature size (no latent goes in; the field is kept
-        so one schema serves both kinds)."""
-        if not NAME_PATTERN.match(name):
-            raise StoreError(f"model name {name!r} must match {NAME_PATTERN.pattern}")
-        version = version or (max(self.versions(name), default=0) + 1)
-        final = self.root / name / str(version)
-        if final.exists():
-            raise StoreError(f"{final} already exists; versions are never overwritten")
-        final.parent.mkdir(parents=True, exist_ok=True)
-        arch = next((a for a, (_, c) in FEATURE_ARCHITECTURES.items() if type(network) is c), None)
-        if arch is None:
-            raise StoreError(f"{type(network).__name__} is not a registered feature network")
-        config = network.config
-        tmp = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=final.parent))
-        try:
-            weights = tmp / "features.safetensors"
-            state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
-            save_file(state, str(weights), metadata={"format": "pt"})
-            manifest = Manifest(
-                kind="feature_extractor",
-                name=name,
-                version=version,
-                architecture=arch,
-                config=json.loads(json.dumps(config.to_dict())),
-                z_dim=config.feature_dim,
-                resolution=config.resolution,
-                channels=config.channels,
-                weights_file="features.safetensors",
-                weights_sha256=sha256_file(weights),
-                seed0_latent_sha256=latent_sha256(seed_to_latent(0, config.feature_dim)),
-                sample_grid=None,
-                **fields,
-            )
-            (tmp / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return manifest
-
     def load_feature_extractor(
         self, name: str, version: int | str = "latest", device: str | torch.device = "cpu"
     ) -> LoadedFeatures:
         """Rebuild a stored feature network from its manifest and load its checked weights."""
-        manifest, network, device, path = self._load(
-            name, version, "feature_extractor", build_feature_net, device
-        )
-        return LoadedFeatures(manifest, network, device, path)
+        loaded = self._load(name, version, "feature_extractor", build_feature_net, device)
+        return LoadedFeatures(*loaded)
 
     def update_metrics(
         self, name: str, version: int | str, metrics: dict[str, Any], replace: bool = False

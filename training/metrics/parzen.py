@@ -18,17 +18,13 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from training.metrics.distances import as_rows, row_batches, sq_distances
+from training.metrics.distances import Rows, as_rows, row_batches, sq_distances
 
 DEFAULT_SIGMAS = np.logspace(-1, 0, 10)  # the paper's cross-validation grid
 
 
 def log_likelihoods(
-    samples: np.ndarray | torch.Tensor,
-    x: np.ndarray | torch.Tensor,
-    sigmas: np.ndarray | list[float],
-    batch_size: int = 256,
-    device: str | torch.device = "cpu",
+    samples: Rows, x: Rows, sigmas: np.ndarray | list[float], batch_size: int = 256
 ) -> np.ndarray:
     """Per-point log p(x) under the Parzen window on ``samples`` [N, D], for each sigma.
 
@@ -37,14 +33,13 @@ def log_likelihoods(
     float64 throughout: with pixels in [0, 1], D = 784 and sigma = 0.1, a float32 squared
     distance is off by ~1e-4 * |x|^2, i.e. several nats after dividing by 2 sigma^2.
     """
-    dev = torch.device(device)
-    mu = as_rows(samples, torch.float64, dev)  # [N, D]
+    mu = as_rows(samples, torch.float64)  # [N, D], on the samples' device
     n, d = mu.shape
     mu_sq = (mu * mu).sum(1)  # [N]
     sig = [float(s) for s in np.asarray(sigmas, dtype=np.float64).ravel()]
     out = np.empty((len(sig), len(x)), dtype=np.float64)  # [S, M]
     for rows in row_batches(len(x), batch_size):
-        xb = as_rows(x[rows], torch.float64, dev)  # [B, D]
+        xb = as_rows(x[rows], torch.float64, mu.device)  # [B, D]
         if xb.shape[1] != d:
             raise ValueError(f"points have {xb.shape[1]} dimensions, samples have {d}")
         d2 = sq_distances(xb, mu, mu_sq)  # [B, N]
@@ -56,30 +51,27 @@ def log_likelihoods(
 
 
 def select_sigma(
-    samples: np.ndarray | torch.Tensor,
-    validation: np.ndarray | torch.Tensor,
+    samples: Rows,
+    validation: Rows,
     sigmas: np.ndarray | list[float] = DEFAULT_SIGMAS,
     batch_size: int = 256,
-    device: str | torch.device = "cpu",
-) -> float:
-    """The sigma in ``sigmas`` with the highest mean validation log-likelihood."""
+) -> tuple[float, dict[float, float]]:
+    """The sigma in ``sigmas`` with the highest mean validation log-likelihood, and that
+    mean for every sigma tried (the validation curve)."""
     sig = np.asarray(sigmas, dtype=np.float64).ravel()
-    means = log_likelihoods(samples, validation, sig, batch_size, device).mean(axis=1)  # [S]
-    return float(sig[int(np.argmax(means))])
+    means = log_likelihoods(samples, validation, sig, batch_size).mean(axis=1)  # [S]
+    curve = {float(s): float(m) for s, m in zip(sig, means, strict=True)}
+    return float(sig[int(np.argmax(means))]), curve
 
 
 def parzen_log_likelihood(
-    samples: np.ndarray | torch.Tensor,
-    test: np.ndarray | torch.Tensor,
-    sigma: float,
-    batch_size: int = 256,
-    device: str | torch.device = "cpu",
+    samples: Rows, test: Rows, sigma: float, batch_size: int = 256
 ) -> tuple[float, float]:
     """(mean log-likelihood of ``test`` in nats, its standard error std / sqrt(M)).
 
     std with ddof=0, as ``numpy.std`` in the paper's code (immaterial at M = 10k).
     """
-    ll = log_likelihoods(samples, test, [sigma], batch_size, device)[0]  # [M]
+    ll = log_likelihoods(samples, test, [sigma], batch_size)[0]  # [M]
     return float(ll.mean()), float(ll.std() / math.sqrt(len(ll)))
 
 
@@ -93,17 +85,13 @@ class ParzenResult(NamedTuple):
 
 
 def parzen_evaluation(
-    samples: np.ndarray | torch.Tensor,
-    validation: np.ndarray | torch.Tensor,
-    test: np.ndarray | torch.Tensor,
+    samples: Rows,
+    validation: Rows,
+    test: Rows,
     sigmas: np.ndarray | list[float] = DEFAULT_SIGMAS,
     batch_size: int = 256,
-    device: str | torch.device = "cpu",
 ) -> ParzenResult:
     """The whole protocol: sigma by mean validation log-likelihood, then the test score."""
-    sig = np.asarray(sigmas, dtype=np.float64).ravel()
-    means = log_likelihoods(samples, validation, sig, batch_size, device).mean(axis=1)  # [S]
-    sigma = float(sig[int(np.argmax(means))])
-    mean, se = parzen_log_likelihood(samples, test, sigma, batch_size, device)
-    curve = {float(s): float(m) for s, m in zip(sig, means, strict=True)}
+    sigma, curve = select_sigma(samples, validation, sigmas, batch_size)
+    mean, se = parzen_log_likelihood(samples, test, sigma, batch_size)
     return ParzenResult(mean, se, sigma, curve, len(samples), len(test))

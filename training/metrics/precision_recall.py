@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
 import torch
 
-from training.metrics.distances import as_rows, row_batches, sq_distances
+from training.metrics.distances import Rows, as_rows, row_batches, sq_distances
 
 
 class PrecisionRecall(NamedTuple):
@@ -36,11 +35,7 @@ def knn_radii(x: torch.Tensor, k: int, batch_size: int) -> torch.Tensor:
 
 
 def precision_recall(
-    real_features: np.ndarray | torch.Tensor,
-    fake_features: np.ndarray | torch.Tensor,
-    k: int = 3,
-    batch_size: int = 1024,
-    device: str | torch.device = "cpu",
+    real_features: Rows, fake_features: Rows, *, k: int = 3, batch_size: int = 1024
 ) -> PrecisionRecall:
     """Precision and recall of fake [Nf, D] against real [Nr, D] with k-NN radii.
 
@@ -48,8 +43,8 @@ def precision_recall(
     for precision), so memory is O(batch_size * Nf). float32, with both sets centred on the
     real mean to keep |x|^2 (and the cancellation in |x|^2 + |y|^2 - 2 x.y) small.
     """
-    dev = torch.device(device)
-    real = as_rows(real_features, torch.float32, dev)  # [Nr, D]
+    real = as_rows(real_features, torch.float32)  # [Nr, D], on the real features' device
+    dev = real.device
     fake = as_rows(fake_features, torch.float32, dev)  # [Nf, D]
     if real.shape[1] != fake.shape[1]:
         raise ValueError(f"feature sizes differ: real {real.shape[1]}, fake {fake.shape[1]}")

