@@ -80,6 +80,11 @@ class Batcher(Generic[Req, Res]):
     def depth(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def closed(self) -> bool:
+        """Stopping or stopped: new requests are refused."""
+        return self._closed
+
     async def submit(self, item: Req) -> Res:
         if self._closed:
             raise self._reject("shutdown", "the service is shutting down")

@@ -8,7 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -94,6 +94,14 @@ class Running:
         await self._lifespan.__aexit__(None, None, None)
 
 
+async def eventually(condition: Callable[[], bool], what: str, timeout_s: float = 10) -> None:
+    """Wait, turning the event loop, until ``condition()`` holds; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not after {timeout_s} s"
+        await asyncio.sleep(0.001)
+
+
 async def wait_ready(client: httpx.AsyncClient, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while (await client.get("/readyz")).status_code != 200:
@@ -110,6 +118,13 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
 @pytest.fixture
 async def client(running: Running) -> httpx.AsyncClient:
     return running.client
+
+
+@pytest.fixture
+async def uncached(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an app whose cache holds nothing: every image is painted anew."""
+    async with Running(settings.model_copy(update={"cache_max_bytes": 0})) as r:
+        yield r.client
 
 
 def free_port() -> int:

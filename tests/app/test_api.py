@@ -77,24 +77,54 @@ async def test_if_none_match_uses_weak_comparison(client, if_none_match: str, st
     assert r.status_code == status
 
 
-async def test_same_seed_same_bytes_through_every_route(client) -> None:
+async def test_same_seed_same_bytes_through_every_route(uncached) -> None:
+    # The cache is off: each answer is painted anew, so equal bytes mean determinism.
     body = {"seed": "12345678901234567890", "category": "animals-nature"}
-    first = await client.post("/generate", json=body)
-    second = await client.post("/generate", json={**body, "seed": 12345678901234567890})
-    pinned = await client.get("/models/emoji/1/seed/12345678901234567890?category=animals-nature")
-    assert first.status_code == 200 and first.headers["x-cache"] == "miss"
-    assert second.headers["x-cache"] == "hit"
+    first = await uncached.post("/generate", json=body)
+    second = await uncached.post("/generate", json={**body, "seed": 12345678901234567890})
+    pinned = await uncached.get("/models/emoji/1/seed/12345678901234567890?category=animals-nature")
+    responses = (first, second, pinned)
+    assert [r.status_code for r in responses] == [200] * 3
+    assert [r.headers["x-cache"] for r in responses] == ["miss"] * 3
     assert first.content == second.content == pinned.content
 
 
-async def test_latent_requests_are_deterministic_and_differ_from_each_other(client) -> None:
+async def test_latent_requests_are_deterministic_and_differ_from_each_other(uncached) -> None:
     z = [0.1 * i for i in range(16)]
-    a = await client.post("/generate", json={"latent": z, "category": "flags"})
-    b = await client.post("/generate", json={"latent": z, "category": "flags"})
-    c = await client.post("/generate", json={"latent": [-x for x in z], "category": "flags"})
+    a = await uncached.post("/generate", json={"latent": z, "category": "flags"})
+    b = await uncached.post("/generate", json={"latent": z, "category": "flags"})
+    c = await uncached.post("/generate", json={"latent": [-x for x in z], "category": "flags"})
+    assert [r.headers["x-cache"] for r in (a, b, c)] == ["miss"] * 3
     assert a.status_code == 200 and a.content == b.content and a.content != c.content
-    plain = await client.post("/generate", json={"latent": [0.5] * 8, "model": "plain"})
+    plain = await uncached.post("/generate", json={"latent": [0.5] * 8, "model": "plain"})
     assert plain.status_code == 200 and Image.open(io.BytesIO(plain.content)).mode == "L"
+
+
+async def test_the_cache_key_names_everything_that_changes_the_bytes(client) -> None:
+    body = {"seed": 99, "category": "flags"}
+    first = await client.post("/generate", json=body)
+    assert first.headers["x-cache"] == "miss"
+    # One image, however it is asked for: a hit with the first answer's bytes.
+    for again in (
+        client.post("/generate", json={**body, "seed": "99"}),
+        client.post("/generate", json={**body, "size": 16}),  # the default size, said
+        client.get("/models/emoji/1/seed/99?category=flags"),
+    ):
+        r = await again
+        assert (r.headers["x-cache"], r.content) == ("hit", first.content)
+    # Anything that changes the image is another key.
+    for change in (
+        {"seed": 100},
+        {"category": "animals-nature"},
+        {"truncation": 0.5},
+        {"truncation": 0.5000001},
+        {"size": 32},
+        {"model": "plain", "category": None},
+        {"seed": None, "latent": [0.0] * 16},
+        {"seed": None, "latent": [0.0] * 15 + [1e-6]},
+    ):
+        r = await client.post("/generate", json={**body, **change})
+        assert (r.status_code, r.headers["x-cache"]) == (200, "miss"), change
 
 
 async def test_truncation_zero_gives_one_image_and_other_values_differ(client) -> None:

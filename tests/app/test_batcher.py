@@ -10,6 +10,8 @@ import pytest
 
 from app.batcher import Batcher, Overloaded
 
+from .conftest import eventually
+
 
 class Recorder:
     def __init__(self, delay_s: float = 0.0) -> None:
@@ -37,19 +39,34 @@ async def test_concurrent_requests_share_a_batch_and_get_their_own_results() -> 
     assert len(run.threads) == 1 and threading.current_thread().name not in run.threads
 
 
+class Gate:
+    """A run_batch that holds each batch until the test opens the gate (10 s at most)."""
+
+    def __init__(self) -> None:
+        self.running, self.open = threading.Event(), threading.Event()
+        self.opened_in_time: list[bool] = []
+
+    def __call__(self, items: list[int]) -> list[int]:
+        self.running.set()
+        self.opened_in_time.append(self.open.wait(10))
+        return [x * 10 for x in items]
+
+
 async def test_a_full_queue_is_refused_at_once() -> None:
-    run = Recorder(delay_s=0.2)
-    batcher = Batcher(run, max_batch_size=1, max_delay_ms=0, queue_size=2)
+    gate = Gate()
+    batcher = Batcher(gate, max_batch_size=1, max_delay_ms=0, queue_size=2)
     await batcher.start()
     first = asyncio.create_task(batcher.submit(1))
-    await asyncio.sleep(0.05)  # 1 is running; the queue is empty again
+    await eventually(gate.running.is_set, "the first batch runs")  # the queue is empty again
     waiting = [asyncio.create_task(batcher.submit(i)) for i in (2, 3)]
-    await asyncio.sleep(0)
-    started = time.monotonic()
-    with pytest.raises(Overloaded) as refused:
-        await batcher.submit(4)
-    assert refused.value.reason == "queue_full" and time.monotonic() - started < 0.05
-    assert await first == 10 and [await w for w in waiting] == [20, 30]
+    await eventually(lambda: batcher.depth == 2, "two requests queued")
+    refused = batcher.submit(4)
+    with pytest.raises(Overloaded) as error:
+        refused.send(None)  # its first step: refused without waiting for anything
+    assert error.value.reason == "queue_full"
+    gate.open.set()
+    assert await asyncio.wait_for(first, 10) == 10
+    assert await asyncio.wait_for(asyncio.gather(*waiting), 10) == [20, 30]
     await batcher.stop()
 
 
@@ -106,15 +123,16 @@ async def test_stop_serves_what_is_queued_then_refuses() -> None:
 
 
 async def test_the_event_loop_keeps_turning_while_a_batch_runs() -> None:
-    run = Recorder(delay_s=0.3)  # a slow forward pass, on the batcher's own thread
-    batcher = Batcher(run, max_batch_size=4, max_delay_ms=0, queue_size=10)
+    gate = Gate()  # a forward pass that lasts until the event loop ends it
+    batcher = Batcher(gate, max_batch_size=4, max_delay_ms=0, queue_size=10)
     await batcher.start()
     pending = asyncio.create_task(batcher.submit(1))
-    await asyncio.sleep(0.01)
-    lags = []
-    while not pending.done():
-        started = time.monotonic()
-        await asyncio.sleep(0.01)
-        lags.append(time.monotonic() - started - 0.01)
+    await eventually(gate.running.is_set, "the batch runs")
+    for _ in range(10):  # the loop turns while the batch is still running...
+        await asyncio.sleep(0)
+    assert not pending.done()
+    gate.open.set()  # ...and it is the loop that lets the batch finish
+    assert await asyncio.wait_for(pending, 10) == 10
     await batcher.stop()
-    assert len(lags) > 10 and max(lags) < 0.1, f"the loop stalled for {max(lags):.3f} s"
+    # Had the batch run on the loop's thread, the gate would have timed out instead.
+    assert gate.opened_in_time == [True]

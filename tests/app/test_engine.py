@@ -35,5 +35,18 @@ def test_class_and_truncation_change_the_image(engine: Engine) -> None:
     assert not np.array_equal(base, other_class) and not np.array_equal(base, truncated)
 
 
-def test_warm_up_runs_the_batch_sizes_asked_for(engine: Engine) -> None:
-    engine.warm_up((1, 3))  # no error, no output: it only primes the kernels
+def test_warm_up_runs_the_batch_sizes_asked_for(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches: list[tuple[int, list[tuple[int, ...]]]] = []
+    run = engine.run
+
+    def recording_run(requests: list[ImageRequest]) -> list[np.ndarray]:
+        images = run(requests)
+        batches.append((len(requests), [image.shape for image in images]))
+        return images
+
+    monkeypatch.setattr(engine, "run", recording_run)
+    engine.warm_up((1, 3))
+    # Each size once, at the model's own resolution (what traffic asks by default).
+    assert batches == [(1, [(16, 16, 4)]), (3, [(16, 16, 4)] * 3)]

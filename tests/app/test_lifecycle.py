@@ -16,7 +16,7 @@ from app.main import create_app
 from app.settings import Settings
 from model_store import LoadedModel, ModelStore
 
-from .conftest import Running, save_emoji, wait_ready
+from .conftest import Running, eventually, save_emoji, wait_ready
 from .test_api import metric
 
 
@@ -99,17 +99,29 @@ async def test_model_version_pins_the_default_model(store_root: Path, tmp_path: 
 async def test_shutdown_serves_the_requests_already_queued(settings: Settings) -> None:
     r = Running(settings.model_copy(update={"max_batch_size": 2, "cache_max_bytes": 0}))
     await r.__aenter__()
+    app = r.app
+    batcher = app.state.service.registry.default("emoji").batcher
+    # The first batch waits for the test, so the other requests are surely still queued
+    # when shutdown begins.
+    batch_may_run, run = threading.Event(), batcher.run_batch
+
+    def held_run(items: list[Any]) -> list[Any]:
+        batch_may_run.wait(10)
+        return run(items)
+
+    batcher.run_batch = held_run
     requests = [
         asyncio.create_task(r.client.post("/generate", json={"seed": s})) for s in range(12)
     ]
-    batcher = r.app.state.service.registry.default("emoji").batcher
-    while batcher.depth < 4:  # queued, not yet served
-        await asyncio.sleep(0.001)
-    queued = batcher.depth
-    await r.__aexit__()
-    responses = await asyncio.gather(*requests)
-    served = [x for x in responses if x.status_code == 200]
-    refused = [x for x in responses if x.status_code != 200]
-    assert len(served) >= queued
-    # Those that came after the stop are refused cleanly, not left hanging.
-    assert all(x.status_code == 503 and "shutting down" in x.json()["detail"] for x in refused)
+    await eventually(lambda: batcher.depth == 10, "ten requests queued behind the first two")
+    stopping = asyncio.create_task(r.__aexit__())
+    await eventually(lambda: batcher.closed, "the batcher is told to stop")
+    batch_may_run.set()
+    await asyncio.wait_for(stopping, 30)
+    responses = await asyncio.wait_for(asyncio.gather(*requests), 30)
+    assert [x.status_code for x in responses] == [200] * 12  # every queued request served
+    # One that comes after the stop is refused cleanly, not left hanging.
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as late:
+        refused = await asyncio.wait_for(late.post("/generate", json={"seed": 99}), 10)
+    assert refused.status_code == 503 and "shutting down" in refused.json()["detail"]

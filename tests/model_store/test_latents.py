@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model_store import MAX_SEED, latent_sha256, seed_to_latent
+from model_store import DEFAULT_ROOT, MAX_SEED, ModelStore, latent_sha256, seed_to_latent
 
 
 def test_same_seed_same_latent() -> None:
@@ -31,7 +31,17 @@ def test_out_of_range_seeds_are_refused(seed: int) -> None:
         seed_to_latent(seed, 8)
 
 
+# seed 0's latent at z_dim 128, as stored in the shipped emoji v1 manifest when it was trained.
+EMOJI_V1_SEED0_SHA256 = "464a1bc68758fc23b387b1c6b1776ad32a15c3d7aeb6a9b4b82326654256c422"
+
+
 def test_checksum_is_stable_for_seed_zero() -> None:
-    # If this changes, every stored manifest's check fails: a real incompatibility.
-    assert latent_sha256(seed_to_latent(0, 4)) == latent_sha256(seed_to_latent(0, 4))
+    # If this fails, the draw changed (a NumPy upgrade?): every stored model's start-up
+    # check would fail, and seeds would no longer name the images they named.
+    assert ModelStore(DEFAULT_ROOT).manifest("emoji", 1).seed0_latent_sha256 == (
+        EMOJI_V1_SEED0_SHA256
+    )
+    assert latent_sha256(seed_to_latent(0, 128)) == EMOJI_V1_SEED0_SHA256
+    for m in ModelStore(DEFAULT_ROOT).manifests(kind=None):  # every shipped model
+        assert latent_sha256(seed_to_latent(0, m.z_dim)) == m.seed0_latent_sha256, m.ref
     assert latent_sha256(seed_to_latent(0, 4)) != latent_sha256(seed_to_latent(1, 4))
