@@ -4,6 +4,10 @@ Knows nothing about torch. ``run_batch`` is any synchronous function from a list
 requests to a list of results; it runs on one dedicated thread, so the event loop never
 blocks on the model. One async consumer collects up to ``max_batch_size`` requests or
 until ``max_delay_ms`` has passed since the first one arrived.
+
+Every request is answered within ``timeout_s`` of its submission: with its result, its
+batch's error, or ``Overloaded("deadline")``, even while ``run_batch`` is stuck. A stuck
+thread cannot be killed from Python; the batcher says so (``health``) until it returns.
 """
 
 from __future__ import annotations
@@ -41,7 +45,6 @@ class _Pending(Generic[Req, Res]):
     item: Req
     future: asyncio.Future[Res]
     enqueued: float = field(default_factory=time.monotonic)
-    deadline: float = 0.0
 
 
 class Batcher(Generic[Req, Res]):
@@ -64,16 +67,31 @@ class Batcher(Generic[Req, Res]):
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=name)
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
+        self._running_since: float | None = None  # when the batch now running started
 
     async def start(self) -> None:
         self._worker = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
-        """Serve what is queued, then stop; later submissions are refused."""
+        """Serve what is queued, then stop; later submissions are refused.
+
+        Waits at most ``timeout_s`` (by then every queued request has had its answer, if
+        only its deadline's 503). A batch still running then is left to its thread, which
+        cannot be killed: the process exits when it returns, or when it is killed."""
         self._closed = True
         if self._worker is not None:
             self._queue.put_nowait(None)
-            await self._worker
+            try:
+                await asyncio.wait_for(asyncio.shield(self._worker), self.timeout_s)
+            except TimeoutError:
+                log.error(
+                    "%s: a batch is still running after %g s; not waiting for it",
+                    self.name,
+                    self.timeout_s,
+                )
+                self._worker.cancel()
+                self._thread.shutdown(wait=False, cancel_futures=True)
+                return
         self._thread.shutdown(wait=True)
 
     @property
@@ -85,25 +103,54 @@ class Batcher(Generic[Req, Res]):
         """Stopping or stopped: new requests are refused."""
         return self._closed
 
+    @property
+    def alive(self) -> bool:
+        """False once the consumer loop has ended without being stopped (a bug)."""
+        return self._closed or self._worker is None or not self._worker.done()
+
+    def health(self) -> str | None:
+        """None when healthy, else what is wrong (a batch past the deadline, a dead loop)."""
+        if not self.alive:
+            return f"{self.name}: its loop has stopped"
+        started = self._running_since
+        if started is not None and time.monotonic() - started > self.timeout_s:
+            return f"{self.name}: a batch has run for {time.monotonic() - started:.0f} s"
+        return None
+
     async def submit(self, item: Req) -> Res:
         if self._closed:
             raise self._reject("shutdown", "the service is shutting down")
         if self._queue.qsize() >= self.queue_size:
             raise self._reject("queue_full", f"{self.queue_size} requests are already waiting")
-        pending: _Pending[Req, Res] = _Pending(item, asyncio.get_running_loop().create_future())
-        pending.deadline = pending.enqueued + self.timeout_s
+        loop = asyncio.get_running_loop()
+        pending: _Pending[Req, Res] = _Pending(item, loop.create_future())
         self._queue.put_nowait(pending)
-        self._observe_depth()
-        return await pending.future
+        self._notify("queue_depth", self._queue.qsize())
+        # A timer, not wait_for: no task per request. It answers the request at its
+        # deadline whatever the consumer is doing (queued, or its batch still running).
+        deadline = loop.call_later(self.timeout_s, self._expire, pending)
+        try:
+            return await pending.future
+        finally:
+            deadline.cancel()
+
+    def _expire(self, pending: _Pending[Req, Res]) -> None:
+        if not pending.future.done():
+            message = f"no result within {self.timeout_s:g} s"
+            pending.future.set_exception(self._reject("deadline", message))
 
     def _reject(self, reason: str, message: str) -> Overloaded:
-        if self.observer:
-            self.observer.rejected(reason)
+        self._notify("rejected", reason)
         return Overloaded(reason, message)
 
-    def _observe_depth(self) -> None:
-        if self.observer:
-            self.observer.queue_depth(self._queue.qsize())
+    def _notify(self, event: str, *args: object) -> None:
+        """Tell the observer; a metrics bug must neither stop the loop nor fail a request."""
+        if self.observer is None:
+            return
+        try:
+            getattr(self.observer, event)(*args)
+        except Exception:
+            log.exception("batch observer failed on %s", event)
 
     async def _collect(self, first: _Pending[Req, Res]) -> tuple[list[_Pending[Req, Res]], bool]:
         """The batch starting with ``first``; True as second value if the stop mark came."""
@@ -130,29 +177,25 @@ class Batcher(Generic[Req, Res]):
             first = await self._queue.get()
             if first is None:
                 break
-            batch, stopping = await self._collect(first)
-            self._observe_depth()
-            live = self._drop_expired(batch)
-            if live:
-                await self._serve(live)
+            batch = [first]
+            try:
+                batch, stopping = await self._collect(first)
+                self._notify("queue_depth", self._queue.qsize())
+                live = self._drop_expired(batch)
+                if live:
+                    await self._serve(live)
+            except Exception as exc:  # a bug here must not stop the loop: later requests
+                log.exception("%s: batch failed outside run_batch", self.name)  # would wait
+                self._fail(batch, exc)
 
     def _drop_expired(self, batch: list[_Pending[Req, Res]]) -> list[_Pending[Req, Res]]:
-        """The requests still worth running: not abandoned, not past their deadline."""
-        now, live = time.monotonic(), []
-        for p in batch:
-            if p.future.done():  # the client went away
-                continue
-            if now > p.deadline:
-                reason = f"waited over {self.timeout_s:g} s in the queue"
-                p.future.set_exception(self._reject("deadline", reason))
-                continue
-            live.append(p)
-        return live
+        """The requests still worth running: not expired (the timer answered them), not
+        cancelled (their awaiting task was)."""
+        return [p for p in batch if not p.future.done()]
 
     async def _serve(self, live: list[_Pending[Req, Res]]) -> None:
-        """Run one batch; every request gets its own result, or all learn of the failure.
-        Nothing raised here may stop the loop: later requests would wait for ever."""
-        started = time.monotonic()
+        """Run one batch; every request gets its own result, or all learn of the failure."""
+        started = self._running_since = time.monotonic()
         try:
             results = await asyncio.get_running_loop().run_in_executor(
                 self._thread, self.run_batch, [p.item for p in live]
@@ -160,16 +203,18 @@ class Batcher(Generic[Req, Res]):
             if len(results) != len(live):
                 raise RuntimeError(f"run_batch gave {len(results)} results for {len(live)}")
         except Exception as exc:
-            for p in live:
-                if not p.future.done():
-                    p.future.set_exception(exc)
+            self._fail(live, exc)
             return
+        finally:
+            self._running_since = None
         for p, result in zip(live, results, strict=True):
-            if not p.future.done():
+            if not p.future.done():  # not expired while the batch ran
                 p.future.set_result(result)
-        if self.observer:
-            waits = [started - p.enqueued for p in live]
-            try:
-                self.observer.batch(len(live), waits, time.monotonic() - started)
-            except Exception:  # a metrics bug must not stop the batcher
-                log.exception("batch observer failed")
+        waits = [started - p.enqueued for p in live]
+        self._notify("batch", len(live), waits, time.monotonic() - started)
+
+    @staticmethod
+    def _fail(batch: list[_Pending[Req, Res]], exc: Exception) -> None:
+        for p in batch:
+            if not p.future.done():
+                p.future.set_exception(exc)

@@ -148,6 +148,15 @@ class ModelRegistry:
             self.metrics.rejected("not_ready")
             raise Overloaded("not_ready", "the service is warming up")
 
+    def problems(self) -> list[str]:
+        """What keeps a served model from answering now (a batch stuck past its deadline)."""
+        return [h for s in self._served.values() if (h := s.batcher.health()) is not None]
+
+    @property
+    def alive(self) -> bool:
+        """False once a batcher's loop has died: only a restart helps then."""
+        return all(s.batcher.alive for s in self._served.values())
+
     def served(self) -> list[ServedModel]:
         return list(self._served.values())
 

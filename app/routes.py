@@ -196,15 +196,19 @@ async def healthz(models: ModelsDep) -> JSONResponse:
     if models.failure:
         # The details name server paths: they go to the log, not to clients.
         return error_response(503, "start-up failed; the service log says why")
+    if not models.alive:
+        return error_response(503, "a batcher has stopped; the service log says why")
     return JSONResponse({"status": "alive"})
 
 
-@router.get("/readyz", summary="models loaded and warmed up")
+@router.get("/readyz", summary="models loaded, warmed up, and no batch stuck")
 async def readyz(models: ModelsDep) -> JSONResponse:
     if models.failure:
         return error_response(503, "start-up failed; the service log says why")
     if not models.ready:
         return error_response(503, "warming up", headers={"Retry-After": "1"})
+    if problems := models.problems():
+        return error_response(503, "; ".join(problems), headers={"Retry-After": "1"})
     return JSONResponse({"status": "ready", "models": models.defaults()})
 
 

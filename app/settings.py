@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(64, ge=1, le=4096)
     max_delay_ms: float = Field(4.0, ge=0, le=1000)
     queue_size: int = Field(1024, ge=1)
-    request_timeout_s: float = Field(10.0, gt=0)  # a request still queued after this: 503
+    # A request without its image this long after it was queued gets 503 (also while a
+    # batch hangs: its thread cannot be killed, so /readyz says 503 until it returns).
+    request_timeout_s: float = Field(10.0, gt=0)
     # The cache of PNGs for deterministic requests: Redis when a URL is given, else an
     # in-process LRU bounded in bytes.
     redis_url: str | None = None

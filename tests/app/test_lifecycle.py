@@ -125,3 +125,32 @@ async def test_shutdown_serves_the_requests_already_queued(settings: Settings) -
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as late:
         refused = await asyncio.wait_for(late.post("/generate", json={"seed": 99}), 10)
     assert refused.status_code == 503 and "shutting down" in refused.json()["detail"]
+
+
+async def test_a_hung_generator_answers_503_at_the_deadline_and_readyz_says_why(
+    settings: Settings,
+) -> None:
+    tight = settings.model_copy(update={"request_timeout_s": 0.2, "cache_max_bytes": 0})
+    async with Running(tight) as r:
+        batcher = r.app.state.service.registry.default("emoji").batcher
+        may_return, run = threading.Event(), batcher.run_batch
+
+        def hung_run(items: list[Any]) -> list[Any]:
+            may_return.wait(10)  # a device that stopped answering (as long as the test likes)
+            return run(items)
+
+        batcher.run_batch = hung_run
+        try:
+            stuck = await asyncio.wait_for(r.client.post("/generate", json={"seed": 1}), 10)
+            assert stuck.status_code == 503 and stuck.headers["retry-after"] == "1"
+            assert "no result within 0.2 s" in stuck.json()["detail"]
+            await eventually(lambda: batcher.health() is not None, "the hang is noticed")
+            ready = await r.client.get("/readyz")
+            assert ready.status_code == 503 and "batcher-emoji" in ready.json()["detail"]
+            assert (await r.client.get("/healthz")).status_code == 200  # it may come back
+        finally:
+            may_return.set()
+        await eventually(lambda: batcher.health() is None, "the batch returns")
+        assert (await r.client.get("/readyz")).status_code == 200
+        again = await asyncio.wait_for(r.client.post("/generate", json={"seed": 1}), 10)
+        assert again.status_code == 200
