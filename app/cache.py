@@ -1,9 +1,10 @@
 """Cache-aside for deterministic images: Redis when configured, else an in-process LRU.
 
 A cache must never make the service worse: Redis calls have short timeouts and no
-retries, and after an error Redis is skipped (a small circuit breaker) while a
-background probe waits for it to answer again. Concurrent requests for the same key
-generate once (single-flight).
+retries, and after any error (not only Redis' own) Redis is skipped (a small circuit
+breaker) while a background probe waits for it to answer again. Concurrent requests for
+the same key in one process paint once (single-flight); replicas do not coordinate, so
+two processes may each paint an image once before one of them has stored it.
 """
 
 from __future__ import annotations
@@ -84,7 +85,12 @@ class RedisStore:
         return time.monotonic() >= self.open_until and self._probe is None
 
     def trip(self, exc: Exception) -> None:
-        log.warning("redis unavailable (%s); serving uncached for now", type(exc).__name__)
+        expected = isinstance(exc, RedisError | OSError)  # else a bug: show its traceback
+        log.warning(
+            "redis unavailable (%s); serving uncached for now",
+            type(exc).__name__,
+            exc_info=None if expected else exc,
+        )
         self.open_until = time.monotonic() + self.cooldown_s
         if self._probe is None:
             self._probe = asyncio.create_task(self._wait_for_redis())
@@ -94,7 +100,9 @@ class RedisStore:
             await asyncio.sleep(max(self.open_until - time.monotonic(), 0.0))
             try:
                 await self.redis.ping()
-            except (RedisError, OSError):
+            except Exception as exc:  # whatever it is, the probe must go on probing
+                if not isinstance(exc, RedisError | OSError):
+                    log.warning("redis probe failed unexpectedly", exc_info=exc)
                 self.open_until = time.monotonic() + self.cooldown_s
                 continue
             log.info("redis is back")
@@ -116,7 +124,7 @@ class RedisStore:
 class ImageCache:
     def __init__(self, store: Store, metrics: Metrics) -> None:
         self.store, self.metrics = store, metrics
-        self._inflight: dict[str, asyncio.Task[bytes]] = {}
+        self._inflight: dict[str, asyncio.Task[tuple[bytes, bool]]] = {}
 
     async def get_or_create(
         self, key: str, create: Callable[[], Awaitable[bytes]]
@@ -131,30 +139,42 @@ class ImageCache:
             self._inflight[key] = task
             task.add_done_callback(lambda done: self._forget(key, done))
         # Shielded: a caller that goes away must not cancel the work the others await.
-        return await asyncio.shield(task), False
+        return await asyncio.shield(task)
 
-    async def _create_and_store(self, key: str, create: Callable[[], Awaitable[bytes]]) -> bytes:
+    async def _create_and_store(
+        self, key: str, create: Callable[[], Awaitable[bytes]]
+    ) -> tuple[bytes, bool]:
+        # Look again, now that this key is in _inflight: another task may have painted and
+        # stored it, and left _inflight, while our first lookup was on its way (a Redis
+        # round trip). A miss here is final: whoever comes next joins this task, and a
+        # task leaves _inflight only after its value is stored.
+        again = await self._get(key, count=False)
+        if again is not None:
+            return again, True
         value = await create()
-        await self._set(key, value)  # before leaving _inflight: no window for a second miss
-        return value
+        await self._set(key, value)
+        return value, False
 
-    def _forget(self, key: str, task: asyncio.Task[bytes]) -> None:
+    def _forget(self, key: str, task: asyncio.Task[tuple[bytes, bool]]) -> None:
         if self._inflight.get(key) is task:
             del self._inflight[key]
         if not task.cancelled():
             task.exception()  # retrieved here: its waiters re-raise it, or nobody waited
 
-    async def _get(self, key: str) -> bytes | None:
+    async def _get(self, key: str, count: bool = True) -> bytes | None:
+        """The stored value; None on a miss or any error (counted in the metrics when
+        ``count``: once per request, not for the second look of a miss)."""
         if not self.store.available:
-            self.metrics.cache_lookups.labels("bypass").inc()
-            return None
-        try:
-            value = await self.store.get(key)
-        except (RedisError, OSError) as exc:
-            self.metrics.cache_lookups.labels("error").inc()
-            self.store.trip(exc)
-            return None
-        self.metrics.cache_lookups.labels("hit" if value is not None else "miss").inc()
+            result, value = "bypass", None
+        else:
+            try:
+                value = await self.store.get(key)
+                result = "hit" if value is not None else "miss"
+            except Exception as exc:  # not only RedisError: a cache never fails a request
+                result, value = "error", None
+                self.store.trip(exc)
+        if count:
+            self.metrics.cache_lookups.labels(result).inc()
         return value
 
     async def _set(self, key: str, value: bytes) -> None:
@@ -162,7 +182,7 @@ class ImageCache:
             return
         try:
             await self.store.set(key, value)
-        except (RedisError, OSError) as exc:
+        except Exception as exc:
             self.store.trip(exc)
 
     async def close(self) -> None:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-from app.cache import ImageCache, MemoryStore
+import pytest
+
+from app.cache import ImageCache, MemoryStore, RedisStore
 from app.metrics import Metrics
 
-from .conftest import RedisServer, Running
+from .conftest import RedisServer, Running, eventually
 from .test_api import metric
 
 
@@ -123,3 +125,87 @@ async def test_memory_cache_is_bounded_in_bytes() -> None:
     assert await store.get("k9") is not None and await store.get("k0") is None
     await store.set("huge", bytes(500))
     assert await store.get("huge") is None
+
+
+class SlowFirstGet(MemoryStore):
+    """A real in-memory store whose first get reads at once but answers only when the
+    test says so: the round trip of a slow network, made as wide as the test needs."""
+
+    def __init__(self) -> None:
+        super().__init__(1_000_000)
+        self.first_get_may_answer = asyncio.Event()
+        self.first_get_read = asyncio.Event()
+
+    async def get(self, key: str) -> bytes | None:
+        value = await super().get(key)
+        if not self.first_get_read.is_set():
+            self.first_get_read.set()
+            await asyncio.wait_for(self.first_get_may_answer.wait(), 10)
+        return value
+
+
+async def test_a_miss_whose_lookup_outlives_another_paint_does_not_paint_again() -> None:
+    cache = ImageCache(SlowFirstGet(), Metrics())
+    calls = 0
+
+    async def paint() -> bytes:
+        nonlocal calls
+        calls += 1
+        return b"png"
+
+    slow = asyncio.create_task(cache.get_or_create("k", paint))  # reads "miss", then waits
+    await asyncio.wait_for(cache.store.first_get_read.wait(), 10)
+    assert await cache.get_or_create("k", paint) == (b"png", False)  # painted and stored
+    cache.store.first_get_may_answer.set()  # the stale "miss" arrives after all that
+    value, _ = await asyncio.wait_for(slow, 10)
+    assert value == b"png" and calls == 1
+
+
+def fail_once(monkeypatch: pytest.MonkeyPatch, store: RedisStore, name: str) -> None:
+    """A fault injected into the client of a real redis-server: its next ``name`` call
+    raises an error that is neither RedisError nor OSError (a client bug, say)."""
+    real = getattr(store.redis, name)
+
+    async def failing(*args: object, **kwargs: object) -> object:
+        monkeypatch.setattr(store.redis, name, real)
+        raise RuntimeError(f"{name}: not a RedisError")
+
+    monkeypatch.setattr(store.redis, name, failing)
+
+
+async def paint_png() -> bytes:
+    return b"png"
+
+
+async def test_an_unexpected_redis_error_does_not_fail_the_request(
+    redis_server, monkeypatch
+) -> None:
+    store = RedisStore(redis_server.url, ttl_s=60, timeout_s=0.5, cooldown_s=0.05)
+    cache = ImageCache(store, Metrics())
+    fail_once(monkeypatch, store, "get")
+    try:
+        assert await asyncio.wait_for(cache.get_or_create("k", paint_png), 10) == (b"png", False)
+        assert cache.metrics.cache_lookups.labels("error")._value.get() == 1
+        await eventually(lambda: store.available, "Redis is used again")
+        assert await cache.get_or_create("k2", paint_png) == (b"png", False)
+        assert await cache.get_or_create("k2", paint_png) == (b"png", True)
+    finally:
+        await cache.close()
+
+
+async def test_an_unexpected_error_in_the_probe_does_not_leave_redis_skipped(
+    redis_server, monkeypatch
+) -> None:
+    store = RedisStore(redis_server.url, ttl_s=60, timeout_s=0.5, cooldown_s=0.05)
+    cache = ImageCache(store, Metrics())
+    try:
+        redis_server.kill()
+        fail_once(monkeypatch, store, "ping")  # the probe's first try
+        assert await cache.get_or_create("k", paint_png) == (b"png", False)
+        assert not store.available  # the breaker is open, the probe waits for Redis
+        redis_server.start()
+        await eventually(lambda: store.available, "the probe finds Redis again")
+        assert await cache.get_or_create("k2", paint_png) == (b"png", False)
+        assert await cache.get_or_create("k2", paint_png) == (b"png", True)
+    finally:
+        await cache.close()
