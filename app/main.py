@@ -9,9 +9,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.errors import install_error_handlers
+from app.errors import NOSNIFF, install_error_handlers
 from app.metrics import Metrics
-from app.middleware import BodyLimit, RequestMetrics
+from app.middleware import BodyLimit, DefaultHeaders, RequestMetrics
+from app.openapi import install_openapi
 from app.routes import router
 from app.service import ImageService
 from app.settings import Settings, get_settings
@@ -48,6 +49,8 @@ def create_app(
     app.state.settings, app.state.metrics = settings, metrics
     install_error_handlers(app)
     app.include_router(router)
+    install_openapi(app, settings)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(DefaultHeaders, headers=NOSNIFF)
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: sees every status
     return app

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request metrics by route template, and the request body limit."""
+"""Pure ASGI middleware: request metrics by route template, the request body limit, and
+headers every response carries."""
 
 from __future__ import annotations
 
@@ -78,8 +79,32 @@ class BodyLimit:
                 "status": 413,
                 "headers": [
                     (b"content-type", b"application/json"),
+                    (b"x-content-type-options", b"nosniff"),
                     (b"content-length", str(len(body)).encode()),
                 ],
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class DefaultHeaders:
+    """Headers on every response, errors and 404s included. ``nosniff``: a browser must
+    take a PNG for a PNG and JSON for JSON, never guess HTML from bytes a client chose."""
+
+    def __init__(self, app: ASGIApp, headers: dict[str, str]) -> None:
+        self.app = app
+        self.headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name for name, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in self.headers if k not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

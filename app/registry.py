@@ -126,7 +126,9 @@ class ModelRegistry:
         name = name or self.settings.model
         version = self._defaults.get(name)
         if version is None:
-            raise ApiError(404, f"no model named {name!r}; GET /models lists them", "model")
+            raise ApiError(
+                404, "model: no model by that name is served; GET /models lists them", "model"
+            )
         return self._served[(name, version)]
 
     async def pinned(self, name: str, version: int) -> ServedModel:
@@ -137,8 +139,8 @@ class ModelRegistry:
         if served is None:
             raise ApiError(
                 404,
-                f"{name} version {version} is not served (this service serves version "
-                f"{default.manifest.version})",
+                f"version: not served; this service serves {name} version "
+                f"{default.manifest.version}",
                 "version",
             )
         return served

@@ -1,27 +1,41 @@
-"""HTTP routes: thin; they validate, build an ImageSpec, ask the Painter, shape the response."""
+"""HTTP routes: thin; they parse (app/inputs.py), build an ImageSpec, ask the Painter, shape
+the response, and declare every answer they can give (app/openapi.py)."""
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic.functional_validators import BeforeValidator
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import Path as PathParam
+from fastapi.dependencies.models import Dependant
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.routing import APIRoute
 
-from app.errors import ApiError, error_response
+from app.catalog import public_manifest, sample_grid_file
+from app.errors import ApiError, error_response, plain_name
+from app.inputs import (
+    Category,
+    GenerateBody,
+    ModelName,
+    SeedText,
+    SizeText,
+    TruncationText,
+    VersionText,
+)
+from app.openapi import BINARY, error_responses, image_response
 from app.painter import Painter
 from app.registry import ModelRegistry
 from app.service import ImageService
 from app.specs import ImageOptions, ImageSpec, Specs, given_latent, seed_latent
-from model_store import MAX_SEED
 
-router = APIRouter()
 PAGE = Path(__file__).parent / "static" / "index.html"
 RANDOM_SEEDS = 2**53  # seeds /random hands out stay exact as JavaScript numbers
 IMMUTABLE = "public, max-age=31536000, immutable"
+LATER = {"Retry-After": "60"}  # a 503 that waits for an operator, not for a queue
 
 
 def get_service(request: Request) -> ImageService:
@@ -45,53 +59,64 @@ SpecsDep = Annotated[Specs, Depends(get_specs)]
 PainterDep = Annotated[Painter, Depends(get_painter)]
 
 
-def parse_seed(value: Any) -> int:
-    """An unsigned 64-bit integer, given as a JSON integer or a decimal string."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError("must be an integer or a decimal string")
-    if isinstance(value, str):
-        if not value.isascii() or not value.isdigit() or len(value) > 20:
-            raise ValueError(f"must be a decimal integer 0 .. {MAX_SEED}")
-        value = int(value)
-    if not 0 <= value <= MAX_SEED:
-        raise ValueError(f"must be in 0 .. {MAX_SEED} (unsigned 64-bit)")
-    return value
+def declared_query(dependant: Dependant) -> set[str]:
+    """The query parameters a route takes, its dependencies' included."""
+    names, stack = set(), [dependant]
+    while stack:
+        current = stack.pop()
+        names.update(field.alias for field in current.query_params)
+        stack.extend(current.dependencies)
+    return names
 
 
-Seed = Annotated[int, BeforeValidator(parse_seed)]
-Truncation = Annotated[float, Field(ge=0, le=2, allow_inf_nan=False)]
-Name = Annotated[str, Field(min_length=1, max_length=64)]
+def refuse_unknown_query(request: Request) -> None:
+    """Every route refuses query parameters it does not take, and any given twice: an
+    image has one URL, and a misspelt option should not pass for the default."""
+    route = request.scope.get("route")
+    allowed = declared_query(route.dependant) if isinstance(route, APIRoute) else set()
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        field = plain_name(name)
+        if name not in allowed:
+            takes = ", ".join(sorted(allowed)) or "none"
+            raise ApiError(
+                422, f"{field or 'query'}: unknown query parameter (takes {takes})", field
+            )
+        if name in seen:
+            raise ApiError(422, f"{name}: given more than once", name)
+        seen.add(name)
+
+
+router = APIRouter(dependencies=[Depends(refuse_unknown_query)], responses=error_responses(422))
 
 
 def image_options(
-    model: Annotated[Name | None, Query(description="model name (default: DNE_MODEL)")] = None,
-    category: Annotated[Name | None, Query(description="class slug or name")] = None,
-    truncation: Annotated[Truncation, Query(description="ψ: 0 .. 2, 1 = off")] = 1.0,
-    size: Annotated[int | None, Query(description="output edge in pixels")] = None,
+    category: Annotated[
+        Category | None, Query(description="a class slug (conditional models)")
+    ] = None,
+    truncation: Annotated[TruncationText, Query(description="ψ: 0 .. 2, 1 = off")] = 1.0,
+    size: Annotated[SizeText | None, Query(description="output edge in pixels")] = None,
 ) -> ImageOptions:
-    return ImageOptions(model, category, truncation, size)
+    return ImageOptions(None, category, truncation, size)
+
+
+def model_options(
+    options: Annotated[ImageOptions, Depends(image_options)],
+    model: Annotated[ModelName | None, Query(description="model name (default: DNE_MODEL)")] = None,
+) -> ImageOptions:
+    return replace(options, model=model)
 
 
 Options = Annotated[ImageOptions, Depends(image_options)]
-
-
-class GenerateBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-    seed: Seed | None = None
-    latent: list[Annotated[float, Field(ge=-10, le=10, allow_inf_nan=False)]] | None = Field(
-        None, max_length=4096
-    )
-    model: Name | None = None
-    category: Name | None = None
-    truncation: Truncation = 1.0
-    size: int | None = None
-
-    @model_validator(mode="after")
-    def exactly_one_source(self) -> GenerateBody:
-        if (self.seed is None) == (self.latent is None):
-            raise ValueError("give exactly one of seed or latent")
-        return self
+ModelOptions = Annotated[ImageOptions, Depends(model_options)]
+SeedPath = Annotated[SeedText, PathParam(description="an unsigned 64-bit integer")]
+IMAGE_HEADERS = {
+    "X-Model": "the model's name",
+    "X-Model-Version": "the model version that painted it",
+    "X-Category": "the category's slug (conditional models)",
+    "X-Cache": "hit or miss",
+}
+SEED_HEADERS = {**IMAGE_HEADERS, "X-Seed": "the seed, in decimal"}
 
 
 def png_response(spec: ImageSpec, data: bytes, hit: bool, cache_control: str, **extra: str):
@@ -107,9 +132,14 @@ def png_response(spec: ImageSpec, data: bytes, hit: bool, cache_control: str, **
     return Response(data, media_type="image/png", headers=headers)
 
 
-@router.get("/random", response_class=Response, summary="a fresh image every call")
+@router.get(
+    "/random",
+    response_class=Response,
+    summary="a fresh image every call",
+    responses={**image_response("a PNG, never cached", SEED_HEADERS), **error_responses(404, 503)},
+)
 async def random_image(
-    models: ModelsDep, paint: PainterDep, specs: SpecsDep, options: Options
+    models: ModelsDep, paint: PainterDep, specs: SpecsDep, options: ModelOptions
 ) -> Response:
     seed = secrets.randbelow(RANDOM_SEEDS)
     served = models.default(options.model)
@@ -118,39 +148,77 @@ async def random_image(
     return png_response(spec, data, hit, "no-store", **{"X-Seed": str(seed)})
 
 
-@router.get("/seed/{seed}", summary="the shareable link: redirects to the pinned version")
+@router.get(
+    "/seed/{seed}",
+    response_class=RedirectResponse,
+    status_code=302,
+    summary="the shareable link: redirects to the pinned version",
+    responses={
+        302: {
+            "description": "to `/models/{model}/{version}/seed/{seed}`, options in canonical form",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        },
+        **error_responses(404, 503),
+    },
+)
 async def seed_link(
-    seed: str, request: Request, models: ModelsDep, specs: SpecsDep, options: Options
+    seed: SeedPath, models: ModelsDep, specs: SpecsDep, options: ModelOptions
 ) -> Response:
-    value = seed_from_path(seed)
     served = models.default(options.model)
     # Validated now: errors are answered here, not redirected.
-    specs.image(served, options, seed_latent(served.manifest, value))
-    m = served.manifest
-    query = request.url.query
-    location = f"/models/{m.name}/{m.version}/seed/{value}" + (f"?{query}" if query else "")
-    return RedirectResponse(location, 302, headers={"Cache-Control": "public, max-age=60"})
+    spec = specs.image(served, options, seed_latent(served.manifest, seed))
+    return RedirectResponse(
+        pinned_url(spec, options, seed), 302, headers={"Cache-Control": "public, max-age=60"}
+    )
 
 
-@router.get("/models/{name}/{version}/seed/{seed}", summary="one seed of one model version")
+def pinned_url(spec: ImageSpec, asked: ImageOptions, seed: int) -> str:
+    """The pinned URL, built from parsed values in a fixed order, defaults left out: one
+    image, one URL, whatever spelling the request used."""
+    m = spec.model.manifest
+    query = []
+    if asked.category is not None:
+        query.append(("category", spec.category_slug))
+    if spec.psi != 1.0:
+        query.append(("truncation", repr(spec.psi)))  # repr round-trips the float
+    if spec.size != m.resolution:
+        query.append(("size", str(spec.size)))
+    url = f"/models/{m.name}/{m.version}/seed/{seed}"
+    return f"{url}?{urlencode(query)}" if query else url
+
+
+@router.get(
+    "/models/{model}/{version}/seed/{seed}",
+    response_class=Response,
+    summary="one seed of one model version: immutable",
+    responses={
+        **image_response(
+            "a PNG; the same one for ever", {**SEED_HEADERS, "ETag": "names the image"}
+        ),
+        304: {
+            "description": "If-None-Match named this image",
+            "headers": {"ETag": {"schema": {"type": "string"}}},
+        },
+        **error_responses(404, 503),
+    },
+)
 async def pinned_image(
-    name: Name,
-    version: int,
-    seed: str,
-    request: Request,
+    model: Annotated[ModelName, PathParam(description="model name")],
+    version: Annotated[VersionText, PathParam(description="model version")],
+    seed: SeedPath,
     models: ModelsDep,
     paint: PainterDep,
     specs: SpecsDep,
     options: Options,
+    if_none_match: Annotated[str | None, Header(description="ETags the client has")] = None,
 ) -> Response:
-    value = seed_from_path(seed)
-    served = await models.pinned(name, version)
-    spec = specs.image(served, options, seed_latent(served.manifest, value))
+    served = await models.pinned(model, version)
+    spec = specs.image(served, options, seed_latent(served.manifest, seed))
     headers = {"ETag": spec.etag, "Cache-Control": IMMUTABLE}
-    if etag_matches(request.headers.get("if-none-match"), spec.etag):
+    if etag_matches(if_none_match, spec.etag):
         return Response(status_code=304, headers=headers)
     data, hit = await paint.png(spec, cached=True)
-    return png_response(spec, data, hit, IMMUTABLE, **{"ETag": spec.etag, "X-Seed": str(value)})
+    return png_response(spec, data, hit, IMMUTABLE, **{"ETag": spec.etag, "X-Seed": str(seed)})
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
@@ -161,7 +229,15 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return "*" in tags or etag.removeprefix("W/") in tags
 
 
-@router.post("/generate", response_class=Response, summary="an image for a seed or a latent")
+@router.post(
+    "/generate",
+    response_class=Response,
+    summary="an image for a seed or a latent",
+    responses={
+        **image_response("a PNG", IMAGE_HEADERS | {"X-Seed": "the seed, if one was given"}),
+        **error_responses(404, 408, 413, 503),
+    },
+)
 async def generate(
     body: GenerateBody, models: ModelsDep, paint: PainterDep, specs: SpecsDep
 ) -> Response:
@@ -175,36 +251,61 @@ async def generate(
     return png_response(spec, data, hit, "public, max-age=86400", **extra)
 
 
-def seed_from_path(seed: str) -> int:
-    try:
-        return parse_seed(seed)
-    except ValueError as exc:
-        raise ApiError(422, f"seed: {exc}", "seed") from None
-
-
 @router.get("/models", summary="the stored generators and their manifests")
 async def list_models(models: ModelsDep) -> list[dict[str, Any]]:
     served = {(s.manifest.name, s.manifest.version) for s in models.served()}
     return [
-        {**m.model_dump(mode="json"), "served": (m.name, m.version) in served}
+        public_manifest(models.store, m, (m.name, m.version) in served)
         for m in models.store.manifests("generator")
     ]
 
 
-@router.get("/healthz", summary="the process is alive (503 once start-up has failed)")
+@router.get(
+    "/models/{model}/{version}/samples.png",
+    response_class=FileResponse,
+    summary="the sample grid the model was stored with",
+    responses={
+        200: {"description": "a PNG", "content": {"image/png": BINARY}},
+        **error_responses(404),
+    },
+)
+async def sample_grid(
+    model: Annotated[ModelName, PathParam(description="model name")],
+    version: Annotated[VersionText, PathParam(description="model version")],
+    models: ModelsDep,
+) -> FileResponse:
+    manifests = {(m.name, m.version): m for m in models.store.manifests("generator")}
+    m = manifests.get((model, version))
+    path = sample_grid_file(models.store, m) if m else None
+    if path is None:
+        raise ApiError(
+            404, "no sample grid for that model version; GET /models lists them", "model"
+        )
+    return FileResponse(path, media_type="image/png", headers={"Cache-Control": IMMUTABLE})
+
+
+@router.get(
+    "/healthz",
+    summary="the process is alive (503 once start-up has failed)",
+    responses=error_responses(503),
+)
 async def healthz(models: ModelsDep) -> JSONResponse:
     if models.failure:
         # The details name server paths: they go to the log, not to clients.
-        return error_response(503, "start-up failed; the service log says why")
+        return error_response(503, "start-up failed; the service log says why", headers=LATER)
     if not models.alive:
-        return error_response(503, "a batcher has stopped; the service log says why")
+        return error_response(503, "a batcher has stopped; the service log says why", headers=LATER)
     return JSONResponse({"status": "alive"})
 
 
-@router.get("/readyz", summary="models loaded, warmed up, and no batch stuck")
+@router.get(
+    "/readyz",
+    summary="models loaded, warmed up, and no batch stuck",
+    responses=error_responses(503),
+)
 async def readyz(models: ModelsDep) -> JSONResponse:
     if models.failure:
-        return error_response(503, "start-up failed; the service log says why")
+        return error_response(503, "start-up failed; the service log says why", headers=LATER)
     if not models.ready:
         return error_response(503, "warming up", headers={"Retry-After": "1"})
     if problems := models.problems():
@@ -212,7 +313,17 @@ async def readyz(models: ModelsDep) -> JSONResponse:
     return JSONResponse({"status": "ready", "models": models.defaults()})
 
 
-@router.get("/metrics", summary="Prometheus exposition")
+@router.get(
+    "/metrics",
+    summary="Prometheus exposition",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(request: Request) -> Response:
     m = request.app.state.metrics
     return Response(m.render(), media_type=m.content_type)

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 import torch
 
 from app.errors import ApiError
+from app.inputs import MIN_SIZE
 from app.registry import ServedModel
 from model_store import Manifest, seed_to_latent
 
 
 @dataclass(frozen=True)
 class ImageOptions:
-    """What a client may choose besides the seed or latent (validated by the routes)."""
+    """What a client may choose besides the seed or latent (parsed by app/inputs.py)."""
 
     model: str | None = None
     category: str | None = None
@@ -97,26 +98,23 @@ class Specs:
 
 
 def class_label(m: Manifest, category: str | None, class_seed: int) -> int | None:
-    """The class: the one asked for, else one derived from the seed (or latent), so a
-    seed names one image even on a conditional model."""
+    """The class: the one asked for (by its slug), else one derived from the seed (or
+    latent), so a seed names one image even on a conditional model."""
     if not m.conditional:
         if category is not None:
             raise ApiError(422, f"category: {m.name} has no categories", "category")
         return None
     if category is None:
         return class_seed % len(m.class_names)
-    try:
-        return m.class_index(category)
-    except KeyError:
-        known = ", ".join(m.class_slugs or m.class_names)
-        raise ApiError(
-            422, f"category: unknown {category[:40]!r}; one of {known}", "category"
-        ) from None
+    if category not in m.class_slugs:
+        known = ", ".join(m.class_slugs)
+        raise ApiError(422, f"category: not one of {m.name}'s: {known}", "category")
+    return m.class_slugs.index(category)
 
 
 def output_size(m: Manifest, size: int | None, max_size: int) -> int:
     if size is None:
         return m.resolution
-    if not 8 <= size <= max_size:
-        raise ApiError(422, f"size: must be 8 .. {max_size} pixels", "size")
+    if not MIN_SIZE <= size <= max_size:
+        raise ApiError(422, f"size: must be {MIN_SIZE} .. {max_size} pixels", "size")
     return size

@@ -10,6 +10,7 @@ from model_store.postprocess import to_uint8
 from model_store.precision import AMP_CHOICES, autocast, autocast_dtype, precision_name
 from model_store.store import (
     DEFAULT_ROOT,
+    NAME_PATTERN,
     LoadedModel,
     ModelNotFoundError,
     ModelStore,
@@ -22,6 +23,7 @@ __all__ = [
     "ARCHITECTURES",
     "DEFAULT_ROOT",
     "MAX_SEED",
+    "NAME_PATTERN",
     "Generator",
     "GeneratorConfig",
     "LoadedModel",

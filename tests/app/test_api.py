@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
+import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import SLUGS, Running
+from app.catalog import public_manifest
+from model_store import DEFAULT_ROOT, ModelStore, TrainingInfo
+
+from .conftest import CLASSES, SLUGS, Running, tiny_emoji
 
 
 def pixels(data: bytes) -> np.ndarray:
@@ -203,8 +208,10 @@ BAD_REQUESTS = [
     ("post", "/generate", {"json": {}}, 422, None, "exactly one"),
     ("post", "/generate", {"json": {"seed": 1, "latent": [0.0] * 16}}, 422, None, "exactly one"),
     ("post", "/generate", {"json": {"seed": 1, "colour": "red"}}, 422, "colour", "not permitted"),
+    ("post", "/generate", {"json": {"seed": 1, "<b>x": 1}}, 422, None, "not permitted"),
     ("post", "/generate", {"content": "{not json"}, 422, None, "not valid JSON"),
-    ("post", "/generate", {"json": {"seed": 1, "model": "unicorns"}}, 404, "model", "unicorns"),
+    ("post", "/generate", {"json": {"seed": 1, "model": "unicorns"}}, 404, "model", "GET /models"),
+    ("post", "/generate", {"json": {"seed": 1, "model": "Emoji"}}, 422, "model", "lower-case"),
     ("post", "/generate", {"json": {"seed": 1, "category": "cars"}}, 422, "category", "flags"),
     (
         "post",
@@ -230,15 +237,46 @@ BAD_REQUESTS = [
     ("post", "/generate", {"content": "[]"}, 422, None, "JSON object"),
     ("get", "/random?truncation=nan", {}, 422, "truncation", "finite"),
     ("get", "/random?truncation=inf", {}, 422, "truncation", "finite"),
-    ("get", "/random?category=", {}, 422, "category", "at least 1"),
+    ("get", "/random?category=", {}, 422, "category", "slug"),
     ("get", "/random?size=big", {}, 422, "size", "integer"),
     ("get", "/random?size=4", {}, 422, "size", "8"),
     ("get", "/seed/-5", {}, 422, "seed", "decimal"),
     ("get", "/seed/99999999999999999999999", {}, 422, "seed", "decimal"),
-    ("get", "/models/emoji/7/seed/1", {}, 404, "version", "serves version 1"),
-    ("get", "/models/nope/1/seed/1", {}, 404, "model", "nope"),
+    ("get", "/models/emoji/7/seed/1", {}, 404, "version", "emoji version 1"),
+    ("get", "/models/nope/1/seed/1", {}, 404, "model", "GET /models"),
     ("get", "/nowhere", {}, 404, None, "Not Found"),
+    # Strict types (issue 12): JSON types in bodies, one ASCII spelling in URLs.
+    ("post", "/generate", {"json": {"latent": ["1"] + [0] * 15}}, 422, "latent", "JSON number"),
+    ("post", "/generate", {"json": {"latent": [True] + [0] * 15}}, 422, "latent", "JSON number"),
+    ("post", "/generate", {"json": {"seed": 1, "size": "256"}}, 422, "size", "JSON integer"),
+    ("post", "/generate", {"json": {"seed": 1, "size": 32.0}}, 422, "size", "JSON integer"),
+    ("post", "/generate", {"json": {"seed": 1, "truncation": "0.5"}}, 422, "truncation", "number"),
+    ("post", "/generate", {"json": {"seed": 1, "truncation": False}}, 422, "truncation", "number"),
+    ("post", "/generate", {"json": {"seed": "007"}}, 422, "seed", "leading zeros"),
+    ("post", "/generate", {"json": {"seed": 1, "category": "Flags"}}, 422, "category", "slug"),
+    ("post", "/generate", {"json": {"seed": 1, "category": "2"}}, 422, "category", "flags"),
+    ("get", "/models/emoji/1.0/seed/42", {}, 422, "version", "decimal"),
+    ("get", "/models/emoji/01/seed/42", {}, 422, "version", "leading zeros"),
+    ("get", "/models/emoji/0/seed/42", {}, 422, "version", "1 or more"),
+    ("get", "/random?category=٨", {}, 422, "category", "ASCII"),
+    ("get", "/random?size=٣٢", {}, 422, "size", "ASCII"),
+    ("get", "/random?size=0256", {}, 422, "size", "leading zeros"),
+    ("get", "/random?truncation=.5", {}, 422, "truncation", "0.5"),
+    ("get", "/random?truncation=1_0", {}, 422, "truncation", "0.5"),
+    ("get", "/random?truncation=١", {}, 422, "truncation", "ASCII"),
+    ("get", "/seed/٤٢", {}, 422, "seed", "ASCII"),
+    ("get", "/seed/42?size=32&foo=%3Cscript%3E", {}, 422, "foo", "unknown query parameter"),
+    ("get", "/seed/42?%3Cb%3E=1", {}, 422, None, "unknown query parameter"),
+    ("get", "/seed/42?size=32&size=32", {}, 422, "size", "more than once"),
+    ("get", "/models/emoji/1/seed/42?model=emoji", {}, 422, "model", "unknown query parameter"),
+    ("get", "/healthz?x=1", {}, 422, "x", "unknown query parameter"),
+    # Bodies no JSON parser reads (FastAPI answered these 400 in another shape).
+    ("post", "/generate", {"content": '{"seed": ' + "9" * 5000 + "}"}, 422, None, "too long"),
+    ("post", "/generate", {"content": b'{"seed": "\xff\xfe"}'}, 422, None, "UTF-8"),
+    ("post", "/generate", {"content": "[" * 20000 + "]" * 20000}, 422, None, "nested"),
+    ("get", "/models/%27%22%3Cb%3E/1/seed/42", {}, 422, "model", "lower-case"),
 ]
+ECHOES = ("<b>", "<script>", "'\"", "foo=", "99999", "٨", "unicorns", "Flags", "1.0", "<b>x")
 
 
 @pytest.mark.parametrize(("method", "path", "kwargs", "status", "field", "words"), BAD_REQUESTS)
@@ -253,6 +291,8 @@ async def test_bad_requests_get_a_clear_4xx_without_echoing_input(
     assert set(body) == {"detail", "field"} and body["field"] == field
     assert words in body["detail"]
     assert "Traceback" not in r.text and "/work" not in r.text and "input" not in body
+    assert not [echo for echo in ECHOES if echo in body["detail"]], body["detail"]
+    assert r.headers["x-content-type-options"] == "nosniff"
 
 
 async def test_huge_bodies_get_413_by_length_and_when_chunked(client) -> None:
@@ -282,3 +322,69 @@ async def test_overload_is_answered_with_503_and_retry_after(settings) -> None:
         assert refused.headers["retry-after"] == "1" and "overloaded" in refused.json()["detail"]
         text = (await r.client.get("/metrics")).text
         assert metric(text, "dne_rejections_total", reason="queue_full") >= 1
+
+
+@pytest.mark.parametrize(
+    ("query", "location"),
+    [
+        ("size=32&category=flags&truncation=0.50", "?category=flags&truncation=0.5&size=32"),
+        ("truncation=1&size=16", ""),  # defaults (ψ = 1, the model's own size) left out
+        ("truncation=1e-1", "?truncation=0.1"),
+        ("category=flags&model=emoji", "?category=flags"),
+    ],
+)
+async def test_seed_link_redirect_is_built_from_parsed_values_in_one_order(
+    client, query: str, location: str
+) -> None:
+    r = await client.get(f"/seed/42?{query}")
+    assert r.status_code == 302 and r.headers["location"] == "/models/emoji/1/seed/42" + location
+
+
+async def test_models_are_listed_without_machine_paths_and_their_sample_grids_served(
+    settings, tmp_path
+) -> None:
+    root = tmp_path / "store"
+    shutil.copytree(settings.model_store, root)
+    grid = Image.new("RGBA", (24, 24), (200, 30, 30, 255))
+    command = (
+        "python -m training train --data /root/.cache/dne/data/emoji.dne.gz --run-dir ~/runs/x"
+    )
+    credits = ["Twemoji, CC-BY 4.0 (https://creativecommons.org/licenses/by/4.0/)"]
+    ModelStore(root).save(
+        tiny_emoji(1),
+        name="emoji",
+        sample_grid=grid,
+        class_names=CLASSES,
+        class_slugs=SLUGS,
+        credits=credits,
+        training=TrainingInfo(command=command, recipe={"data": "/home/me/emoji.dne.gz"}),
+    )
+    async with Running(settings.model_copy(update={"model_store": root})) as r:
+        listed = {(m["name"], m["version"]): m for m in (await r.client.get("/models")).json()}
+        v2 = listed[("emoji", 2)]
+        assert v2["training"]["command"] == (
+            "python -m training train --data emoji.dne.gz --run-dir x"
+        )
+        assert v2["training"]["recipe"]["data"] == "emoji.dne.gz" and v2["credits"] == credits
+        assert not re.search(r"(/root|/home|~)/", json.dumps(list(listed.values())))
+        assert v2["sample_grid_url"] == "/models/emoji/2/samples.png"
+        assert listed[("plain", 1)]["sample_grid_url"] is None
+        png = await r.client.get(v2["sample_grid_url"])
+        assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+        assert png.content == (root / "emoji" / "2" / "samples.png").read_bytes()
+        assert "immutable" in png.headers["cache-control"]
+        assert png.headers["x-content-type-options"] == "nosniff"
+        missing = await r.client.get("/models/plain/1/samples.png")
+        assert missing.status_code == 404 and missing.json()["field"] == "model"
+    # The stored manifest keeps its provenance: only what is served is cut.
+    assert "/root/.cache" in (root / "emoji" / "2" / "manifest.json").read_text()
+
+
+def test_the_shipped_manifests_serve_no_machine_paths() -> None:
+    store = ModelStore(DEFAULT_ROOT)
+    for m in store.manifests("generator"):
+        shown = json.dumps(public_manifest(store, m, served=True))
+        assert not re.search(r"(/root|/home|/tmp|/work)/", shown), m.ref
+    emoji = public_manifest(store, store.manifest("emoji", 1), served=True)
+    assert emoji["sample_grid_url"] == "/models/emoji/1/samples.png"
+    assert "--data emoji.dne.gz" in emoji["training"]["command"]
