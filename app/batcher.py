@@ -5,6 +5,10 @@ requests to a list of results; it runs on one dedicated thread, so the event loo
 blocks on the model. One async consumer collects up to ``max_batch_size`` requests or
 until ``max_delay_ms`` has passed since the first one arrived.
 
+``submit_many`` hands in a group (the frames of one animation, the tiles of one grid):
+N requests count as N against ``queue_size``, and a group that fits ``max_batch_size``
+runs in one batch, never split by other requests (a larger one in as few as fit).
+
 Every request is answered within ``timeout_s`` of its submission: with its result, its
 batch's error, or ``Overloaded("deadline")``, even while ``run_batch`` is stuck. A stuck
 thread cannot be killed from Python; the batcher says so (``health``) until it returns.
@@ -42,8 +46,10 @@ class BatchObserver(Protocol):
 
 @dataclass
 class _Pending(Generic[Req, Res]):
-    item: Req
-    future: asyncio.Future[Res]
+    """Requests that enter one batch together (one, or a chunk of a group)."""
+
+    items: list[Req]
+    future: asyncio.Future[list[Res]]
     enqueued: float = field(default_factory=time.monotonic)
 
 
@@ -66,6 +72,8 @@ class Batcher(Generic[Req, Res]):
         self._queue: asyncio.Queue[_Pending[Req, Res] | None] = asyncio.Queue()
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=name)
         self._worker: asyncio.Task[None] | None = None
+        self._queued = 0  # requests (not groups) waiting: what queue_size limits
+        self._carry: _Pending[Req, Res] | None = None  # did not fit the last batch: next
         self._closed = False
         self._running_since: float | None = None  # when the batch now running started
 
@@ -96,7 +104,8 @@ class Batcher(Generic[Req, Res]):
 
     @property
     def depth(self) -> int:
-        return self._queue.qsize()
+        """Requests waiting for a batch."""
+        return self._queued
 
     @property
     def closed(self) -> bool:
@@ -118,21 +127,35 @@ class Batcher(Generic[Req, Res]):
         return None
 
     async def submit(self, item: Req) -> Res:
+        return (await self.submit_many([item]))[0]
+
+    async def submit_many(self, items: Sequence[Req]) -> list[Res]:
+        """Results for ``items`` in order; all or nothing (one error fails the group)."""
+        if not items:
+            return []
         if self._closed:
             raise self._reject("shutdown", "the service is shutting down")
-        if self._queue.qsize() >= self.queue_size:
-            raise self._reject("queue_full", f"{self.queue_size} requests are already waiting")
+        if self._queued + len(items) > self.queue_size:
+            waiting = f"{self._queued} of {self.queue_size} requests are already waiting"
+            raise self._reject("queue_full", f"{waiting}; this needs {len(items)}")
         loop = asyncio.get_running_loop()
-        pending: _Pending[Req, Res] = _Pending(item, loop.create_future())
-        self._queue.put_nowait(pending)
-        self._notify("queue_depth", self._queue.qsize())
+        size = self.max_batch_size
+        chunks = [list(items[i : i + size]) for i in range(0, len(items), size)]
+        group = [_Pending(chunk, loop.create_future()) for chunk in chunks]
+        for pending in group:
+            self._queue.put_nowait(pending)
+        self._queued += len(items)
+        self._notify("queue_depth", self._queued)
         # A timer, not wait_for: no task per request. It answers the request at its
         # deadline whatever the consumer is doing (queued, or its batch still running).
-        deadline = loop.call_later(self.timeout_s, self._expire, pending)
+        deadlines = [loop.call_later(self.timeout_s, self._expire, p) for p in group]
         try:
-            return await pending.future
+            # gather: the first error fails the group, and the others' are retrieved.
+            parts = await asyncio.gather(*(p.future for p in group))
         finally:
-            deadline.cancel()
+            for deadline in deadlines:
+                deadline.cancel()
+        return [result for part in parts for result in part]
 
     def _expire(self, pending: _Pending[Req, Res]) -> None:
         if not pending.future.done():
@@ -153,9 +176,11 @@ class Batcher(Generic[Req, Res]):
             log.exception("batch observer failed on %s", event)
 
     async def _collect(self, first: _Pending[Req, Res]) -> tuple[list[_Pending[Req, Res]], bool]:
-        """The batch starting with ``first``; True as second value if the stop mark came."""
-        batch, until = [first], time.monotonic() + self.max_delay_s
-        while len(batch) < self.max_batch_size:
+        """The batch starting with ``first``; True as second value if the stop mark came.
+        A group that does not fit is kept for the next batch, which it starts."""
+        batch, rows, stopping = [first], len(first.items), False
+        until = time.monotonic() + self.max_delay_s
+        while rows < self.max_batch_size and not stopping:
             if self._queue.empty():
                 left = until - time.monotonic()
                 if left <= 0:
@@ -167,20 +192,28 @@ class Batcher(Generic[Req, Res]):
             else:
                 item = self._queue.get_nowait()
             if item is None:
-                return batch, True
-            batch.append(item)
-        return batch, False
+                stopping = True
+            elif rows + len(item.items) > self.max_batch_size:
+                self._carry = item  # a group is never split across batches: it goes next
+                break
+            else:
+                batch.append(item)
+                rows += len(item.items)
+        self._queued -= rows
+        return batch, stopping
 
     async def _run(self) -> None:
         stopping = False
-        while not stopping:
-            first = await self._queue.get()
+        while not stopping or self._carry is not None:
+            first, self._carry = self._carry, None
             if first is None:
-                break
+                first = await self._queue.get()
+                if first is None:
+                    break
             batch = [first]
             try:
                 batch, stopping = await self._collect(first)
-                self._notify("queue_depth", self._queue.qsize())
+                self._notify("queue_depth", self._queued)
                 live = self._drop_expired(batch)
                 if live:
                     await self._serve(live)
@@ -196,22 +229,25 @@ class Batcher(Generic[Req, Res]):
     async def _serve(self, live: list[_Pending[Req, Res]]) -> None:
         """Run one batch; every request gets its own result, or all learn of the failure."""
         started = self._running_since = time.monotonic()
+        items = [item for p in live for item in p.items]
         try:
             results = await asyncio.get_running_loop().run_in_executor(
-                self._thread, self.run_batch, [p.item for p in live]
+                self._thread, self.run_batch, items
             )
-            if len(results) != len(live):
-                raise RuntimeError(f"run_batch gave {len(results)} results for {len(live)}")
+            if len(results) != len(items):
+                raise RuntimeError(f"run_batch gave {len(results)} results for {len(items)}")
         except Exception as exc:
             self._fail(live, exc)
             return
         finally:
             self._running_since = None
-        for p, result in zip(live, results, strict=True):
+        offset = 0
+        for p in live:
             if not p.future.done():  # not expired while the batch ran
-                p.future.set_result(result)
-        waits = [started - p.enqueued for p in live]
-        self._notify("batch", len(live), waits, time.monotonic() - started)
+                p.future.set_result(list(results[offset : offset + len(p.items)]))
+            offset += len(p.items)
+        waits = [started - p.enqueued for p in live for _ in p.items]
+        self._notify("batch", len(items), waits, time.monotonic() - started)
 
     @staticmethod
     def _fail(batch: list[_Pending[Req, Res]], exc: Exception) -> None:

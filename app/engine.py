@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from model_store import LoadedModel, autocast, autocast_dtype, precision_name, to_uint8
+from model_store import LoadedModel, autocast_dtype, precision_name
+from model_store.paint import paint
 
 
 @dataclass(frozen=True)
@@ -34,29 +35,22 @@ class Engine:
         # Pixels stayed bitwise equal across batch sizes in every mode.
         self.generator = self.generator.to(memory_format=torch.channels_last)
 
-    @torch.inference_mode()
     def run(self, requests: list[ImageRequest]) -> list[np.ndarray]:
         """One forward pass for the whole batch; [H, W, C] uint8 per request."""
-        z = torch.stack([r.latent for r in requests]).to(self.device, non_blocking=True)
-        labels = None
-        if self.manifest.conditional:
-            labels = torch.tensor([r.label or 0 for r in requests], device=self.device)
-        psi = torch.tensor([r.psi for r in requests], device=self.device)
-        with autocast(self.device, self.dtype):
-            images = self.generator(z, labels, psi)
-        out: list[np.ndarray | None] = [None] * len(requests)
-        # Rows of one batch may ask for different sizes: resize per size group, on the device.
-        for size in {r.size for r in requests}:
-            rows = [i for i, r in enumerate(requests) if r.size == size]
-            target = None if size == self.manifest.resolution else size
-            pixels = to_uint8(images[rows], self.manifest.alpha, target).cpu().numpy()
-            for i, image in zip(rows, pixels, strict=True):
-                out[i] = image
-        return out  # type: ignore[return-value]
+        return paint(
+            self.generator,
+            self.manifest,
+            torch.stack([r.latent for r in requests]),
+            [r.label for r in requests],
+            [r.psi for r in requests],
+            [r.size for r in requests],
+            self.dtype,
+        )
 
     def warm_up(self, batch_sizes: tuple[int, ...] = (1, 8)) -> None:
-        """Run the shapes traffic will use, so the first users do not pay for set-up."""
+        """Run the shapes traffic will use, so the first users do not pay for set-up
+        (truncated rows: the generator's stem means are computed on first use)."""
         zeros = torch.zeros(self.manifest.z_dim)
         label = 0 if self.manifest.conditional else None
         for n in batch_sizes:
-            self.run([ImageRequest(zeros, label, 1.0, self.manifest.resolution)] * n)
+            self.run([ImageRequest(zeros, label, 0.5, self.manifest.resolution)] * n)

@@ -9,9 +9,9 @@ import numpy as np
 
 from app.cache import ImageCache
 from app.engine import ImageRequest
-from app.images import encode_png
 from app.metrics import Metrics
 from app.specs import ImageSpec
+from model_store.images import encode_png
 
 
 class Painter:

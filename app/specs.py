@@ -63,9 +63,11 @@ class ImageSpec:
 
     @property
     def cache_key(self) -> str:
-        # repr(psi) round-trips the float exactly: two truncations never share a key.
+        # repr(psi) round-trips the float exactly: two truncations never share a key; the
+        # truncation mode is named, since it changed what psi paints for emoji v1.
         m = self.model.manifest
-        return f"dne:png:{m.name}:{m.version}:{self.source}:{self.label}:{self.psi!r}:{self.size}"
+        psi = f"{m.truncation}-{self.psi!r}"
+        return f"dne:png:{m.name}:{m.version}:{self.source}:{self.label}:{psi}:{self.size}"
 
     @property
     def etag(self) -> str:

@@ -34,3 +34,60 @@ def seeds_to_latents(seeds: list[int], z_dim: int) -> torch.Tensor:
 def latent_sha256(z: torch.Tensor) -> str:
     """A checksum of a latent's float32 bytes (stored for seed 0 in each manifest)."""
     return hashlib.sha256(z.detach().to(torch.float32).contiguous().numpy().tobytes()).hexdigest()
+
+
+# --- latent-space arithmetic: the service and the paint command share these -------------
+
+
+def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Straight line from ``a`` [z_dim] to ``b`` at fractions ``t`` [N] → [N, z_dim].
+    Its middle is shorter than either end (|z| ≈ √z_dim at both ends, ≈ √(z_dim/2)
+    halfway for independent draws), so midpoints look washed out: slerp is the default."""
+    return a + t[:, None] * (b - a)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Great-circle path from ``a`` to ``b``, with the length interpolated linearly, so
+    every frame stays on the prior's typical shell (White 2016, "Sampling generative
+    networks"). Falls back to lerp for (anti)parallel or zero latents."""
+    na, nb = a.norm(), b.norm()
+    if na == 0 or nb == 0:
+        return lerp(a, b, t)
+    cos = torch.clamp(torch.dot(a / na, b / nb), -1.0, 1.0)
+    omega = torch.arccos(cos)
+    if torch.sin(omega).abs() < 1e-6:
+        return lerp(a, b, t)
+    wa, wb = torch.sin((1 - t) * omega), torch.sin(t * omega)  # [N]
+    direction = (wa[:, None] * (a / na) + wb[:, None] * (b / nb)) / torch.sin(omega)
+    return direction * (na + t * (nb - na))[:, None]
+
+
+INTERPOLATIONS = {"slerp": slerp, "lerp": lerp}
+
+
+def interpolate(a: torch.Tensor, b: torch.Tensor, steps: int, mode: str = "slerp") -> torch.Tensor:
+    """``steps`` (>= 2) latents from ``a`` to ``b`` inclusive → [steps, z_dim] float32."""
+    if steps < 2:
+        raise ValueError(f"an interpolation needs at least 2 steps, got {steps}")
+    if mode not in INTERPOLATIONS:
+        raise ValueError(f"mode must be one of {', '.join(INTERPOLATIONS)}, got {mode!r}")
+    t = torch.linspace(0, 1, steps, dtype=torch.float64)
+    path = INTERPOLATIONS[mode](a.double(), b.double(), t).float()
+    path[0], path[-1] = a, b  # the ends are exactly the given latents
+    return path
+
+
+def weighted_sum(latents: torch.Tensor, weights: list[float], rescale: bool = True) -> torch.Tensor:
+    """Σ wᵢ zᵢ for ``latents`` [N, z_dim] → [z_dim].
+
+    ``rescale`` divides by √(Σ wᵢ²): a weighted sum of independent N(0, I) draws is
+    N(0, Σ wᵢ² I), so this puts it back on the prior's scale (z1 − z2 + z3 would
+    otherwise be √3 times longer than any latent the generator was trained on)."""
+    w = torch.tensor(weights, dtype=torch.float64)
+    if len(w) != len(latents):
+        raise ValueError(f"{len(latents)} latents but {len(w)} weights")
+    scale = w.norm()
+    if scale == 0:
+        raise ValueError("the weights are all zero")
+    total = (w[:, None] * latents.double()).sum(0)
+    return (total / scale if rescale else total).float()

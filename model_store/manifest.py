@@ -49,10 +49,12 @@ class Manifest(BaseModel):
     alpha: Literal["none", "straight", "premultiplied"] = "none"
     class_names: list[str] = Field(default_factory=list)  # empty = unconditional
     class_slugs: list[str] = Field(default_factory=list)  # URL names, same order
+    # How psi applies (model_store/networks/base.py); manifests from before the field
+    # existed scaled z.
     truncation: TruncationMode = "z_scale"
     weights_file: str = "generator.safetensors"
     weights_sha256: str
-    seed0_latent_sha256: str  # catches a NumPy upgrade that changes seed -> latent
+    seed0_latent_sha256: str  # catches a torch upgrade that changes seed -> latent
     sample_grid: str | None = "samples.png"
     training: TrainingInfo = Field(default_factory=TrainingInfo)
     credits: list[str] = Field(default_factory=list)  # data licences that require credit

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 from pydantic import ValidationError
@@ -120,7 +119,9 @@ class ModelStore:
         self, name: str, version: int | str = "latest", device: str | torch.device = "cpu"
     ) -> LoadedModel:
         """Rebuild the generator from its manifest and load its checked weights."""
-        return LoadedModel(*self._load(name, version, "generator", build_generator, device))
+        manifest, generator, device, path = self._load(name, version, "generator", build_generator)
+        generator.truncation_mode = manifest.truncation  # its stem means: on first use
+        return LoadedModel(manifest, generator.to(device), torch.device(device), path)
 
     def _load(
         self,
@@ -128,7 +129,7 @@ class ModelStore:
         version: int | str,
         kind: str,
         build: Callable[[str, dict[str, Any]], torch.nn.Module],
-        device: str | torch.device,
+        device: str | torch.device = "cpu",
     ) -> tuple[Manifest, Any, torch.device, Path]:
         """Rebuild a stored network of ``kind`` from its manifest; load its checked weights."""
         path = self.resolve(name, version)
@@ -294,12 +295,10 @@ def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Pa
 
 
 def check_seed_draw(path: Path, manifest: Manifest) -> None:
-    """Seeds must name the latents they named when the model was stored."""
     actual = latent_sha256(seed_to_latent(0, manifest.z_dim))
     if actual != manifest.seed0_latent_sha256:
         raise StoreError(
             f"{path}: seed 0 draws a different latent here (sha256 {actual}, manifest "
-            f"{manifest.seed0_latent_sha256}); the draw is NumPy's PCG64 standard_normal, "
-            f"so NumPy {np.__version__} draws differently from the NumPy that stored the "
-            "model, and seeds would not name the images they named then"
+            f"{manifest.seed0_latent_sha256}); torch's random draw changed, so seeds would "
+            "not name the images they named when the model was stored"
         )

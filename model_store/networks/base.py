@@ -3,17 +3,29 @@
 The contract (DESIGN.md): ``z`` [B, z_dim] float32, ``labels`` [B] int64 class indices
 (or None for an unconditional model), ``psi`` [B] truncation per row (or None = 1),
 output [B, C, H, W] in [-1, 1].
+
+Every architecture is a ``stem`` (z and class to its first non-linear features) and a
+``body`` (those features to pixels); truncation works between the two.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
-TruncationMode = Literal["z_scale", "w_avg"]
+# "feature_avg": pull the stem's features towards their mean for the class (StyleGAN's
+# w-average truncation, with the stem's output as w); psi = 0 paints the class's average.
+# "z_scale": scale z by psi. In these nets all spatial layout enters through z (the first
+# layer has no bias or constant input), so z -> 0 erases the shape and BatchNorm's fixed
+# statistics leave a flat, mostly transparent background: measured on emoji v1, psi = 0
+# painted 5 of 9 categories fully transparent (benchmarks/truncation.md).
+TruncationMode = Literal["feature_avg", "z_scale"]
+STEM_MEAN_SAMPLES = 2048  # per class; the mean's pixel effect is measured in the benchmark
+STEM_MEAN_SEED = 0x7275  # fixed: the mean, like a seed's latent, is the same everywhere
 
 
 @dataclass(frozen=True)
@@ -30,16 +42,18 @@ class GeneratorConfig:
 
 
 class Generator(nn.Module):
-    """Base class: validates inputs, applies truncation, calls ``synthesize``."""
+    """Base class: validates inputs, applies truncation, runs ``stem`` then ``body``."""
 
     config: GeneratorConfig
-    # How truncation applies: "z_scale" scales z by psi (deterministic, so a seed still
-    # names its latent); "w_avg" pulls the mapped w towards the stored mean w.
-    truncation_mode: ClassVar[TruncationMode] = "z_scale"
+    stem_means: torch.Tensor | None  # [max(num_classes, 1), *stem features]; feature_avg
 
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()
         self.config = config
+        # The stored manifest says which mode a saved model uses (the loader sets it).
+        self.truncation_mode: TruncationMode = "feature_avg"
+        # Not in the weights file: computed from the weights (fit_stem_means).
+        self.register_buffer("stem_means", None, persistent=False)
 
     @property
     def z_dim(self) -> int:
@@ -59,14 +73,55 @@ class Generator(nn.Module):
             raise ValueError(f"z must have shape [B, {self.z_dim}], got {list(z.shape)}")
         if self.num_classes and labels is None:
             raise ValueError("this generator is class-conditional: labels are required")
-        if psi is not None and self.truncation_mode == "z_scale":
-            z = z * psi.to(z.dtype).view(-1, 1)
-        return self.synthesize(z, labels if self.num_classes else None, psi)
+        labels = labels if self.num_classes else None
+        if psi is None:
+            return self.body(self.stem(z, labels), z, labels)
+        psi = psi.to(z.dtype).view(-1, 1)
+        if self.truncation_mode == "z_scale":
+            z = z * psi
+            return self.body(self.stem(z, labels), z, labels)
+        x = self.stem(z, labels)
+        mean = self.class_stem_means(labels, z.shape[0]).to(x.dtype)
+        # lerp is exact at psi = 1 (it returns ``x`` itself), so untruncated rows keep
+        # their pixels. Later layers see z only linearly (BatchNorm gains): scaling it is
+        # their average too.
+        x = torch.lerp(mean, x, psi.to(x.dtype).view(-1, *[1] * (x.ndim - 1)))
+        return self.body(x, z * psi, labels)
 
-    def synthesize(
-        self, z: torch.Tensor, labels: torch.Tensor | None, psi: torch.Tensor | None
-    ) -> torch.Tensor:
+    def stem(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
+
+    def body(self, x: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def class_stem_means(self, labels: torch.Tensor | None, batch: int) -> torch.Tensor:
+        if self.stem_means is None:
+            self.fit_stem_means()
+        means = self.stem_means
+        assert means is not None
+        return means[labels] if labels is not None else means.expand(batch, *means.shape[1:])
+
+    @torch.no_grad()
+    def fit_stem_means(self, samples: int = STEM_MEAN_SAMPLES, chunk: int = 512) -> None:
+        """The stem's mean features per class over the prior N(0, I), in float32, from a
+        fixed draw: deterministic, so truncated images are the same on every device."""
+        rng = np.random.Generator(np.random.PCG64(STEM_MEAN_SEED))
+        half = rng.standard_normal((samples // 2, self.z_dim)).astype(np.float32)
+        # Antithetic pairs (z, -z): the parts of the stem odd in z cancel exactly.
+        z_all = torch.from_numpy(np.concatenate([half, -half]))
+        samples = len(z_all)
+        device = next(self.parameters()).device
+        means, was_training = [], self.training
+        self.eval()  # BatchNorm's running statistics, as when painting
+        with torch.autocast(device.type, enabled=False):
+            for label in range(max(self.num_classes, 1)):
+                total: torch.Tensor | int = 0
+                for z in z_all.to(device).split(chunk):
+                    labels = torch.full((len(z),), label, device=device)
+                    total = total + self.stem(z, labels if self.num_classes else None).sum(0)
+                means.append(total / samples)
+        self.train(was_training)
+        self.stem_means = torch.stack(means)
 
 
 def class_embedding(num_classes: int, dim: int) -> nn.Embedding | None:

@@ -57,15 +57,20 @@ class DCGANGenerator(Generator):
         )
         self.out = nn.ConvTranspose2d(widths[-1], config.channels, 4, 2, 1)
 
-    def synthesize(
-        self, z: torch.Tensor, labels: torch.Tensor | None, psi: torch.Tensor | None
-    ) -> torch.Tensor:
-        if self.embed is not None and labels is not None:
-            cond = torch.cat([z, self.embed(labels)], dim=1)
-        else:
-            cond = z
+    def stem(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        cond = self.condition(z, labels)
         x = (z if self.cbn else cond)[:, :, None, None]  # [B, in_dim, 1, 1]
-        for conv, norm in zip(self.convs, self.norms, strict=True):
-            x = conv(x)  # 1x1 -> 4x4, then doubling
+        x = self.convs[0](x)  # [B, widths[0], 4, 4]
+        return F.relu(self.norms[0](x, cond) if self.cbn else self.norms[0](x))
+
+    def body(self, x: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        cond = self.condition(z, labels)
+        for conv, norm in zip(self.convs[1:], self.norms[1:], strict=True):
+            x = conv(x)  # doubling the edge
             x = F.relu(norm(x, cond) if self.cbn else norm(x))
         return torch.tanh(self.out(x))  # [B, C, R, R]
+
+    def condition(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        if self.embed is not None and labels is not None:
+            return torch.cat([z, self.embed(labels)], dim=1)
+        return z

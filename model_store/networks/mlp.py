@@ -40,11 +40,12 @@ class MLPGenerator(Generator):
         layers.append(nn.Linear(width, out))
         self.net = nn.Sequential(*layers)
 
-    def synthesize(
-        self, z: torch.Tensor, labels: torch.Tensor | None, psi: torch.Tensor | None
-    ) -> torch.Tensor:
+    def stem(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         if self.embed is not None and labels is not None:
             z = torch.cat([z, self.embed(labels)], dim=1)
+        return self.net[:2](z) if self.config.hidden else z  # the first ReLU layer
+
+    def body(self, x: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         c, r = self.config.channels, self.config.resolution
-        x = torch.sigmoid(self.net(z)) * 2 - 1  # [B, C*R*R] in [-1, 1]
-        return x.view(-1, c, r, r)
+        x = torch.sigmoid(self.net[2:](x) if self.config.hidden else self.net(x))
+        return (x * 2 - 1).view(-1, c, r, r)  # [B, C, R, R] in [-1, 1]

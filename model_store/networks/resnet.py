@@ -65,11 +65,15 @@ class ResNetGenerator(Generator):
         self.out_bn = nn.BatchNorm2d(widths[-1])
         self.out_conv = nn.Conv2d(widths[-1], config.channels, 3, padding=1)
 
-    def synthesize(
-        self, z: torch.Tensor, labels: torch.Tensor | None, psi: torch.Tensor | None
-    ) -> torch.Tensor:
-        cond = z if self.embed is None or labels is None else torch.cat([z, self.embed(labels)], 1)
+    def stem(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         x = self.linear(z).view(z.shape[0], -1, 4, 4)  # [B, widths[0], 4, 4]
-        for block in self.blocks:
+        return self.blocks[0](x, self.condition(z, labels))  # the first non-linear features
+
+    def body(self, x: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        cond = self.condition(z, labels)
+        for block in self.blocks[1:]:
             x = block(x, cond)  # doubles the edge
         return torch.tanh(self.out_conv(F.relu(self.out_bn(x))))  # [B, C, R, R]
+
+    def condition(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        return z if self.embed is None or labels is None else torch.cat([z, self.embed(labels)], 1)

@@ -47,12 +47,39 @@ def test_eval_mode_rows_do_not_depend_on_the_batch() -> None:
     assert torch.allclose(alone, g(z), atol=1e-5)
 
 
-def test_truncation_scales_z() -> None:
+def test_z_scale_truncation_scales_z() -> None:
     torch.manual_seed(0)
     g = build_generator("dcgan", SMALL["dcgan"]).eval()
+    g.truncation_mode = "z_scale"
     z = torch.randn(2, g.z_dim)
     psi = torch.tensor([0.5, 1.0])
     assert torch.allclose(g(z, psi=psi), g(z * psi[:, None]))
+
+
+@pytest.mark.parametrize("arch", sorted(SMALL))
+def test_feature_truncation_pulls_towards_the_class_average(arch: str) -> None:
+    torch.manual_seed(0)
+    g = build_generator(arch, {**SMALL[arch], "num_classes": 3, "z_dim": 8}).eval()
+    assert g.truncation_mode == "feature_avg"
+    for p in g.parameters():  # move conditional BN gains off their neutral start
+        p.data.add_(torch.randn_like(p) * 0.1)
+    z, labels = torch.randn(6, 8), torch.tensor([0, 0, 0, 1, 1, 1])
+    with torch.no_grad():
+        plain = g(z, labels)
+        # psi = 1 is exactly no truncation (lerp returns the end point).
+        assert torch.equal(g(z, labels, torch.ones(6)), plain)
+        # psi = 0: every latent of a class paints that class's one average image.
+        average = g(z, labels, torch.zeros(6))
+        assert torch.allclose(average[0], average[1], atol=1e-6)
+        assert torch.allclose(average[0], average[2], atol=1e-6)
+        assert not torch.allclose(average[0], average[3], atol=1e-3)
+        # In between: closer to the average than the untruncated image is.
+        half = g(z, labels, torch.full((6,), 0.5))
+        assert ((half - average).abs().mean() < (plain - average).abs().mean()).item()
+        # The stem means come from a fixed draw: a second fit changes nothing.
+        means = g.stem_means.clone()
+        g.fit_stem_means()
+        assert torch.equal(g.stem_means, means)
 
 
 def test_bad_inputs_and_configs_are_refused() -> None:
