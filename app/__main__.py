@@ -10,6 +10,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from app.main import create_app
+from app.server import server_config
 from app.settings import get_settings
 
 
@@ -35,10 +36,7 @@ def main() -> int:
         server.should_exit = True  # a bad model file stops the process, loudly
 
     app = create_app(settings, on_failure=stop_serving)
-    config = uvicorn.Config(
-        app, host=args.host, port=args.port, log_level=args.log_level, access_log=False
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config(app, settings, args.host, args.port, args.log_level))
     server.run()
     if failures:
         print(f"start-up failed: {failures[0]}", file=sys.stderr)

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from app.errors import NOSNIFF, install_error_handlers
 from app.metrics import Metrics
-from app.middleware import BodyLimit, DefaultHeaders, RequestMetrics
+from app.middleware import BodyDeadline, BodyLimit, DefaultHeaders, RequestMetrics
 from app.openapi import install_openapi
 from app.routes import router
 from app.service import ImageService
@@ -51,6 +51,7 @@ def create_app(
     app.include_router(router)
     install_openapi(app, settings)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyDeadline, timeout_s=settings.body_timeout_s)
     app.add_middleware(DefaultHeaders, headers=NOSNIFF)
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: sees every status
     return app

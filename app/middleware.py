@@ -3,6 +3,7 @@ headers every response carries."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -64,7 +65,12 @@ class BodyLimit:
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     # An HTTPException: FastAPI turns other errors while reading into 400.
-                    raise HTTPException(413, f"request body over {self.max_bytes} bytes")
+                    # The connection closes: the rest of the body is not worth reading.
+                    raise HTTPException(
+                        413,
+                        f"request body over {self.max_bytes} bytes",
+                        headers={"Connection": "close"},
+                    )
             return message
 
         await self.app(scope, counting_receive, send)
@@ -81,6 +87,7 @@ class BodyLimit:
                     (b"content-type", b"application/json"),
                     (b"x-content-type-options", b"nosniff"),
                     (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
                 ],
             }
         )
@@ -108,3 +115,39 @@ class DefaultHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class BodyDeadline:
+    """408 for a request body that does not arrive within ``timeout_s`` of the app first
+    asking for it (a client sending fewer bytes than its Content-Length, or one a
+    second). The connection is closed after the answer: its remaining bytes are junk."""
+
+    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+        self.app, self.timeout_s = app, timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        deadline: float | None = None
+        complete = False
+
+        async def receive_in_time() -> Message:
+            nonlocal deadline, complete
+            if complete:  # after the body: waiting for a disconnect has no deadline
+                return await receive()
+            if deadline is None:
+                deadline = asyncio.get_running_loop().time() + self.timeout_s
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise HTTPException(
+                    408,
+                    f"request body not complete within {self.timeout_s:g} s",
+                    headers={"Connection": "close"},
+                ) from None
+            complete = message["type"] != "http.request" or not message.get("more_body")
+            return message
+
+        await self.app(scope, receive_in_time, send)

@@ -42,6 +42,14 @@ class Settings(BaseSettings):
     max_size: int = Field(512, ge=8, le=2048)  # largest output edge in pixels
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     png_compress_level: int = Field(1, ge=0, le=9)  # 1: ~1.6x faster than 6, ~10% larger
+    # The edge (app/server.py): what one connection may cost when the service faces the
+    # internet directly. Slow clients are cut off, not waited for.
+    http: Literal["h11", "httptools"] = "h11"  # the HTTP/1.1 parser (httptools: faster, optional)
+    max_head_bytes: int = Field(16 * 1024, ge=1024)  # request line + headers; larger: 431
+    head_timeout_s: float = Field(10.0, gt=0)  # for a whole request head; then 408
+    body_timeout_s: float = Field(10.0, gt=0)  # for a whole request body; then 408
+    keep_alive_s: float = Field(5.0, gt=0)  # an idle connection is closed after this
+    max_connections: int = Field(1000, ge=1)  # open connections; beyond: 503 + Retry-After
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":

@@ -54,7 +54,7 @@ class Manifest(BaseModel):
     truncation: TruncationMode = "z_scale"
     weights_file: str = "generator.safetensors"
     weights_sha256: str
-    seed0_latent_sha256: str  # catches a torch upgrade that changes seed -> latent
+    seed0_latent_sha256: str  # catches a NumPy upgrade that changes seed -> latent
     sample_grid: str | None = "samples.png"
     training: TrainingInfo = Field(default_factory=TrainingInfo)
     credits: list[str] = Field(default_factory=list)  # data licences that require credit

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from pydantic import ValidationError
@@ -295,10 +296,12 @@ def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Pa
 
 
 def check_seed_draw(path: Path, manifest: Manifest) -> None:
+    """Seeds must name the latents they named when the model was stored."""
     actual = latent_sha256(seed_to_latent(0, manifest.z_dim))
     if actual != manifest.seed0_latent_sha256:
         raise StoreError(
             f"{path}: seed 0 draws a different latent here (sha256 {actual}, manifest "
-            f"{manifest.seed0_latent_sha256}); torch's random draw changed, so seeds would "
-            "not name the images they named when the model was stored"
+            f"{manifest.seed0_latent_sha256}); the draw is NumPy's PCG64 standard_normal, "
+            f"so NumPy {np.__version__} draws differently from the NumPy that stored the "
+            "model, and seeds would not name the images they named then"
         )

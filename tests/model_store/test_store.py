@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -126,3 +127,17 @@ def test_weights_are_safetensors_not_pickle(tmp_path: Path) -> None:
     store_tiny(tmp_path)
     head = (tmp_path / "tiny" / "1" / "generator.safetensors").read_bytes()[:16]
     assert not head.startswith(b"PK") and not head.startswith(b"\x80")  # zip / pickle
+
+
+def test_a_changed_seed_draw_names_numpy_not_torch(tmp_path: Path) -> None:
+    store = store_tiny(tmp_path)
+    manifest_path = tmp_path / "tiny" / "1" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["seed0_latent_sha256"] = "0" * 64
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(StoreError) as err:
+        store.load("tiny")
+    message = str(err.value)
+    # The draw is NumPy's PCG64: the message sends the reader to the library that changed.
+    assert "NumPy" in message and np.__version__ in message and "PCG64" in message
+    assert "torch" not in message
