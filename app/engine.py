@@ -22,13 +22,18 @@ class ImageRequest:
 class Engine:
     """Runs a stored generator: ``run`` is the batcher's ``run_batch``."""
 
-    def __init__(self, model: LoadedModel, amp: str = "auto") -> None:
+    def __init__(self, model: LoadedModel, amp: str = "none") -> None:
         self.model = model
         self.manifest = model.manifest
         self.generator = model.generator
         self.device = model.device
         self.dtype = autocast_dtype(amp, self.device)
         self.precision = precision_name(self.dtype)
+        if self.dtype is None and self.device.type == "cuda":
+            # fp32 means fp32: cuDNN would run convolutions in TF32 (10-bit mantissa) by
+            # default, and pinned links promise the pixels a CPU replica paints.
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         # Measured on the 2-core Xeon (DCGAN-64 RGBA, img/s at batch 1/8/32/64, cores shared
         # with a training run, so compare rows, not absolutes): fp32 3/16/48/80, fp32 +
         # channels_last 4/20/59/97, bf16 4/47/144/248, bf16 + channels_last 18/95/193/229.

@@ -79,7 +79,8 @@ class Metrics:
         self.model_info = Info(
             "dne_model",
             "served generators",
-            ["model", "version", "architecture", "device"],
+            # precision: replicas that should paint alike must show the same one.
+            ["model", "version", "architecture", "device", "precision"],
             registry=r,
         )
         # Every label value known up front exposes a 0, so rate() sees the first event.

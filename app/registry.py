@@ -102,9 +102,9 @@ class ModelRegistry:
         await batcher.start()
         served = self._served[(m.name, m.version)] = ServedModel(m, engine, batcher)
         self.metrics.model_info.labels(
-            m.name, str(m.version), m.architecture, str(loaded.device)
+            m.name, str(m.version), m.architecture, str(loaded.device), engine.precision
         ).info({})
-        log.info("loaded %s on %s (autocast: %s)", m.ref, loaded.device, engine.dtype)
+        log.info("loaded %s on %s (%s)", m.ref, loaded.device, engine.precision)
         return served
 
     async def _warm_up(self, served: ServedModel) -> None:

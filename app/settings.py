@@ -21,7 +21,12 @@ class Settings(BaseSettings):
     model: str = "emoji"  # the default model; every generator in the store is served
     model_version: int | Literal["latest"] = "latest"  # of the default model; others: latest
     device: str = "auto"  # auto: cuda if available, else cpu
-    amp: Literal["auto", "bf16", "none"] = "auto"  # auto: bf16 where the device has it
+    # Precision. "none" (fp32, TF32 off) on every host is what keeps a pinned, immutable
+    # link the same image on every replica. "bf16" (or "auto": bf16 where the device has
+    # it natively) is faster where it is native, but its pixels differ from fp32's (up to
+    # ~25/255 in alpha at edges, benchmarks/precision.md): only for a fleet that all runs
+    # one precision. The precision is part of every cache key and ETag.
+    amp: Literal["auto", "bf16", "none"] = "none"
     threads: int = Field(0, ge=0)  # torch CPU threads (0 = torch's default)
     # The batcher: up to max_batch_size requests per forward pass, waiting at most
     # max_delay_ms for a batch to fill; beyond queue_size waiting requests answer 503.

@@ -64,10 +64,14 @@ class ImageSpec:
     @property
     def cache_key(self) -> str:
         # repr(psi) round-trips the float exactly: two truncations never share a key; the
-        # truncation mode is named, since it changed what psi paints for emoji v1.
-        m = self.model.manifest
+        # truncation mode is named, since it changed what psi paints for emoji v1. The
+        # precision is in it so replicas that paint in another one (DNE_AMP) never share
+        # bytes or an ETag with fp32 ones.
+        m, precision = self.model.manifest, self.model.engine.precision
         psi = f"{m.truncation}-{self.psi!r}"
-        return f"dne:png:{m.name}:{m.version}:{self.source}:{self.label}:{psi}:{self.size}"
+        return (
+            f"dne:png:{m.name}:{m.version}:{precision}:{self.source}:{self.label}:{psi}:{self.size}"
+        )
 
     @property
     def etag(self) -> str:

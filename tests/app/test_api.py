@@ -155,7 +155,7 @@ async def test_concurrent_requests_share_batches_and_each_gets_its_own_image(set
     assert batches < len(seeds) / 2, f"{len(seeds)} concurrent requests took {batches} batches"
     for response, seed in zip(together, seeds, strict=True):
         assert response.status_code == 200 and response.headers["x-seed"] == str(seed)
-        # Equal within one grey level, not bitwise: DESIGN, "Bytes and links".
+        # Equal within one grey level, not bitwise: docs/design.md, "Bytes and links".
         assert np.abs(pixels(response.content) - alone[seed]).max() <= 1, seed
     assert len({a.tobytes() for a in alone.values()}) == len(seeds)  # really 32 images
 

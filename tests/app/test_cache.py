@@ -209,3 +209,18 @@ async def test_an_unexpected_error_in_the_probe_does_not_leave_redis_skipped(
         assert await cache.get_or_create("k2", paint_png) == (b"png", True)
     finally:
         await cache.close()
+
+
+async def test_replicas_in_another_precision_share_no_cache_entry_or_etag(
+    settings, redis_server
+) -> None:
+    link = "/models/emoji/1/seed/5"
+    async with Running(redis_settings(settings, redis_server)) as fp32:
+        first = await fp32.client.get(link)
+    bf16 = redis_settings(settings, redis_server).model_copy(update={"amp": "bf16"})
+    async with Running(bf16) as r:
+        other = await r.client.get(link)
+        again = await r.client.get(link)
+    assert first.headers["x-cache"] == "miss" and other.headers["x-cache"] == "miss"
+    assert other.headers["etag"] != first.headers["etag"]  # another image, another name
+    assert again.headers["x-cache"] == "hit" and again.content == other.content

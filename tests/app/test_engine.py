@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from app.engine import Engine, ImageRequest
-from model_store import ModelStore, seed_to_latent
+from model_store import LoadedModel, ModelStore, seed_to_latent
 
 
 @pytest.fixture(scope="module")
@@ -50,3 +51,20 @@ def test_warm_up_runs_the_batch_sizes_asked_for(
     engine.warm_up((1, 3))
     # Each size once, at the model's own resolution (what traffic asks by default).
     assert batches == [(1, [(16, 16, 4)]), (3, [(16, 16, 4)] * 3)]
+
+
+def test_fp32_is_the_default_and_on_a_faked_gpu_turns_tf32_off(store_root: Path) -> None:
+    loaded = ModelStore(store_root).load("emoji")
+    assert Engine(loaded).dtype is None  # even where this CPU has native bf16
+    # No GPU here: the engine is only told its model is on one (nothing runs on it).
+    on_gpu = LoadedModel(loaded.manifest, loaded.generator, torch.device("cuda"), loaded.path)
+    cudnn, cublas = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = cudnn.allow_tf32, cublas.allow_tf32
+    try:
+        cudnn.allow_tf32 = cublas.allow_tf32 = True
+        Engine(on_gpu, amp="bf16")
+        assert cudnn.allow_tf32  # bf16 asked for: TF32 is no worse, left as it was
+        Engine(on_gpu)
+        assert not cudnn.allow_tf32 and not cublas.allow_tf32
+    finally:
+        cudnn.allow_tf32, cublas.allow_tf32 = saved

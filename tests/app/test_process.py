@@ -14,11 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import free_port
+from .test_api import pixels
 
 METRICS = {
     "dne_requests": "counter",
@@ -122,6 +124,7 @@ def test_python_m_app_serves_pngs_and_metrics_over_a_socket(served: str) -> None
         ("architecture", "dcgan"),
         ("device", "cpu"),
         ("model", "emoji"),
+        ("precision", "fp32"),
         ("version", "1"),
     ) in info
     # Route templates, never raw paths (a label per seed would grow without bound).
@@ -194,3 +197,28 @@ def test_a_missing_default_model_stops_start_up(store_root: Path) -> None:
     process = start_app(store_root, free_port(), DNE_MODEL="unicorns")
     output, _ = process.communicate(timeout=60)
     assert process.returncode != 0 and "unicorns" in output and "DNE_MODEL" in output
+
+
+@pytest.mark.slow
+def test_replicas_on_different_cpus_paint_a_pinned_link_alike(store_root: Path) -> None:
+    # Two real replicas with default settings: this CPU (AVX512, native bf16 where the
+    # machine has AMX or AVX512-BF16) and one whose kernels are limited to AVX2, standing
+    # for a host without native bf16 (where "auto" would mean fp32).
+    older_cpu = {"DNNL_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "DNE_AMP": "none"}
+    ports = free_port(), free_port()
+    processes = [start_app(store_root, ports[0]), start_app(store_root, ports[1], **older_cpu)]
+    try:
+        urls = [f"http://127.0.0.1:{port}" for port in ports]
+        for url, process in zip(urls, processes, strict=True):
+            wait_for(url + "/readyz", process)
+        for seed in range(8):
+            link = f"/models/emoji/1/seed/{seed}?size=24"
+            a, b = (httpx.get(url + link, timeout=30) for url in urls)
+            assert a.status_code == b.status_code == 200
+            assert a.headers["etag"] == b.headers["etag"]  # one name, one image
+            diff = np.abs(pixels(a.content) - pixels(b.content)).max()
+            assert diff <= 1, f"seed {seed}: the replicas differ by {diff} grey levels"
+    finally:
+        for process in processes:
+            process.terminate()
+            process.communicate(timeout=20)
