@@ -1,6 +1,6 @@
 """What a model is: generator architectures, the manifest, and safetensors save/load.
 
-Needs only torch, safetensors, pydantic and Pillow; never imports ``training`` or ``app``.
+Needs torch, NumPy, safetensors, pydantic and Pillow; never imports ``training`` or ``app``.
 """
 
 from model_store.latents import MAX_SEED, latent_sha256, seed_to_latent, seeds_to_latents

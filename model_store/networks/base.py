@@ -1,8 +1,8 @@
 """What every generator in the store is: a module from latents (and a class) to images.
 
-The contract (DESIGN.md): ``z`` [B, z_dim] float32, ``labels`` [B] int64 class indices
-(or None for an unconditional model), ``psi`` [B] truncation per row (or None = 1),
-output [B, C, H, W] in [-1, 1].
+The contract (docs/design.md, "Contracts"): ``z`` [B, z_dim] float32, ``labels`` [B]
+int64 class indices (or None for an unconditional model), ``psi`` [B] truncation per row
+(or None = 1), output [B, C, H, W] in [-1, 1].
 
 Every architecture is a ``stem`` (z and class to its first non-linear features) and a
 ``body`` (those features to pixels); truncation works between the two.
