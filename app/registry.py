@@ -97,7 +97,7 @@ class ModelRegistry:
             s.queue_size,
             timeout_s=s.request_timeout_s,
             observer=self.metrics.batcher_observer(m.name),
-            name=f"batcher-{m.name}",
+            name=f"batcher-{m.ref}",  # name/version: versions may be served side by side
         )
         await batcher.start()
         served = self._served[(m.name, m.version)] = ServedModel(m, engine, batcher)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -177,38 +178,40 @@ async def paint_png() -> bytes:
     return b"png"
 
 
-async def test_an_unexpected_redis_error_does_not_fail_the_request(
-    redis_server, monkeypatch
-) -> None:
+@pytest.fixture
+async def redis_cache(redis_server: RedisServer) -> AsyncIterator[ImageCache]:
+    """An ImageCache on the real redis-server, with a short breaker cooldown."""
     store = RedisStore(redis_server.url, ttl_s=60, timeout_s=0.5, cooldown_s=0.05)
     cache = ImageCache(store, Metrics())
-    fail_once(monkeypatch, store, "get")
-    try:
-        assert await asyncio.wait_for(cache.get_or_create("k", paint_png), 10) == (b"png", False)
-        assert cache.metrics.cache_lookups.labels("error")._value.get() == 1
-        await eventually(lambda: store.available, "Redis is used again")
-        assert await cache.get_or_create("k2", paint_png) == (b"png", False)
-        assert await cache.get_or_create("k2", paint_png) == (b"png", True)
-    finally:
-        await cache.close()
+    yield cache
+    await cache.close()
+
+
+async def redis_is_used_again(cache: ImageCache) -> None:
+    await eventually(lambda: cache.store.available, "Redis is used again")
+    assert await cache.get_or_create("k2", paint_png) == (b"png", False)
+    assert await cache.get_or_create("k2", paint_png) == (b"png", True)
+
+
+async def test_an_unexpected_redis_error_does_not_fail_the_request(
+    redis_cache, monkeypatch
+) -> None:
+    fail_once(monkeypatch, redis_cache.store, "get")
+    result = await asyncio.wait_for(redis_cache.get_or_create("k", paint_png), 10)
+    assert result == (b"png", False)
+    assert redis_cache.metrics.cache_lookups.labels("error")._value.get() == 1
+    await redis_is_used_again(redis_cache)
 
 
 async def test_an_unexpected_error_in_the_probe_does_not_leave_redis_skipped(
-    redis_server, monkeypatch
+    redis_cache, redis_server, monkeypatch
 ) -> None:
-    store = RedisStore(redis_server.url, ttl_s=60, timeout_s=0.5, cooldown_s=0.05)
-    cache = ImageCache(store, Metrics())
-    try:
-        redis_server.kill()
-        fail_once(monkeypatch, store, "ping")  # the probe's first try
-        assert await cache.get_or_create("k", paint_png) == (b"png", False)
-        assert not store.available  # the breaker is open, the probe waits for Redis
-        redis_server.start()
-        await eventually(lambda: store.available, "the probe finds Redis again")
-        assert await cache.get_or_create("k2", paint_png) == (b"png", False)
-        assert await cache.get_or_create("k2", paint_png) == (b"png", True)
-    finally:
-        await cache.close()
+    redis_server.kill()
+    fail_once(monkeypatch, redis_cache.store, "ping")  # the probe's first try
+    assert await redis_cache.get_or_create("k", paint_png) == (b"png", False)
+    assert not redis_cache.store.available  # the breaker is open, the probe waits for Redis
+    redis_server.start()
+    await redis_is_used_again(redis_cache)
 
 
 async def test_replicas_in_another_precision_share_no_cache_entry_or_etag(

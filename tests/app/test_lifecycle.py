@@ -146,7 +146,7 @@ async def test_a_hung_generator_answers_503_at_the_deadline_and_readyz_says_why(
             assert "no result within 0.2 s" in stuck.json()["detail"]
             await eventually(lambda: batcher.health() is not None, "the hang is noticed")
             ready = await r.client.get("/readyz")
-            assert ready.status_code == 503 and "batcher-emoji" in ready.json()["detail"]
+            assert ready.status_code == 503 and "batcher-emoji/1" in ready.json()["detail"]
             assert (await r.client.get("/healthz")).status_code == 200  # it may come back
         finally:
             may_return.set()
