@@ -96,7 +96,8 @@ def images(docker_engine: None) -> Iterator[Images]:
     """The API and training images, built offline on the local Python base."""
     started = time.monotonic()
     run(str(ROOT / "docker/local/prepare"))
-    built = Images(api="dne-api:test", train="dne-train:test")
+    # Tags of this session's own: another run on the same engine keeps its images.
+    built = Images(api=f"dne-api:test-{os.getpid()}", train=f"dne-train:test-{os.getpid()}")
     for target, tag in (("api", built.api), ("train", built.train)):
         run(
             *("docker", "build", "--quiet", "-f", "docker/Dockerfile", "--target", target),

@@ -8,12 +8,15 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy.conftest import ROOT, Images, compose_command, free_port, run, wait_for
+from tests.training.conftest import shapes_dataset
+from training.data import save_dataset
 
 pytestmark = pytest.mark.slow
 SERVICES = ("api", "lb", "redis", "prometheus")  # Grafana's image cannot be had here
@@ -34,6 +37,20 @@ class Stack:
             *("--filter", f"label=com.docker.compose.service={service}"),
         )
         return sorted(out.split())
+
+    def logs(self, service: str) -> str:
+        return run(*self.compose, "logs", "--no-color", "--tail", "50", service, env=self.env)
+
+    def get(self, client: httpx.Client, path: str) -> httpx.Response:
+        """A request through the load balancer; a failure shows the balancer's log."""
+        try:
+            return client.get(path)
+        except httpx.HTTPError as exc:
+            (lb,) = self.containers("lb")
+            restarts = run("docker", "inspect", "--format", "{{.RestartCount}}", lb).strip()
+            pytest.fail(
+                f"GET {path}: {exc!r}\nload balancer ({restarts} restarts) log:\n" + self.logs("lb")
+            )
 
     def down(self) -> None:
         run(*self.compose, "down", "--volumes", "--remove-orphans", env=self.env)
@@ -80,11 +97,14 @@ def counter(metrics_text: str, name: str, **labels: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def stack(images: Images) -> Iterator[Stack]:
+def stack(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     project = f"dne-e2e-{os.getpid()}"
+    data = tmp_path_factory.mktemp("data")
+    data.chmod(0o755)  # the train service reads it as its own unprivileged user
     port, prometheus_port = free_port(), free_port()
     env = {
         **os.environ,
+        "DNE_DATA": str(data),
         "DNE_PORT": f"127.0.0.1:{port}",
         "DNE_PROMETHEUS_PORT": str(prometheus_port),
         "DNE_API_IMAGE": images.api,
@@ -120,7 +140,7 @@ def test_requests_spread_over_both_replicas(stack: Stack) -> None:
     ]
     with httpx.Client(base_url=stack.url, timeout=30) as client:
         for _ in range(40):
-            r = client.get("/random")
+            r = stack.get(client, "/random")
             assert r.status_code == 200 and r.content.startswith(b"\x89PNG")
     served = [
         counter(inside(c, "GET", "/metrics")["text"], "dne_requests_total", route="/random") - b
@@ -186,7 +206,7 @@ def test_every_grafana_panel_query_returns_data(stack: Stack) -> None:
     assert len(queries) >= 9
     with httpx.Client(base_url=stack.url, timeout=30) as client:  # fresh traffic for rates
         for seed in range(20):
-            assert client.get(f"/models/emoji/1/seed/{seed % 10}").status_code == 200
+            assert stack.get(client, f"/models/emoji/1/seed/{seed % 10}").status_code == 200
 
     def without_data() -> list[str]:
         return [f"{title}: {q}" for title, q in queries if not stack.query(q)]
@@ -221,10 +241,23 @@ def test_alert_rules_load_and_evaluate(stack: Stack) -> None:
     assert rules["DneNoReadyReplica"]["state"] == "inactive"  # two replicas are ready
 
 
-def test_train_image_has_the_trainer(images: Images) -> None:
-    out = run("docker", "run", "--rm", images.train, "python", "-m", "training", "export", "--help")
-    assert "--store" in out
-    assert run("docker", "run", "--rm", images.train, "id", "-u").strip() == "10001"
+def test_the_train_profile_exports_a_model_the_replicas_then_serve(stack: Stack) -> None:
+    """A tiny real training run in the train service, exported into the model-store volume;
+    a replica started after it serves the new model."""
+    save_dataset(shapes_dataset(), Path(stack.env["DNE_DATA"]) / "shapes.dne.gz")
+    tiny = ["--g-config", '{"ngf": 8, "conditioning": "cbn"}', "--d-config", '{"width": 8}']
+    train = ["python", "-m", "training", "train", "--preset", "sngan", *tiny, "--z-dim", "16"]
+    train += ["--batch-size", "4", "--grid", "2", "--steps", "3", "--no-progress"]
+    train += ["--data", "/data/shapes.dne.gz", "--run-dir", "/runs/shapes"]
+    run(*stack.compose, "run", "--rm", "train", *train, env=stack.env)
+    export = ["python", "-m", "training", "export", "/runs/shapes", "--name", "shapes"]
+    assert "shapes" in run(*stack.compose, "run", "--rm", "train", *export, env=stack.env)
+
+    replica = stack.containers("api")[0]
+    run("docker", "restart", replica)
+    wait_for("the restarted replica to be ready", lambda: ready_replicas(stack) == 2 or None)
+    answer = inside(replica, "GET", "/models/shapes/1/seed/7")
+    assert answer["status"] == 200 and answer["text"].startswith("\x89PNG")
 
 
 def test_down_leaves_nothing_running(stack: Stack) -> None:

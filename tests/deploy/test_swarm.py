@@ -39,7 +39,7 @@ def swarm(images: Images) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def new_version(images: Images) -> Iterator[str]:
     """A second image of the API (a new label: a new image id, as a new release has)."""
-    tag = "dne-api:test-v2"
+    tag = f"{images.api}-v2"
     dockerfile = f"FROM {images.api}\nLABEL org.opencontainers.image.version=2\n"
     done = run("docker", "build", "--quiet", "-t", tag, "-", input_text=dockerfile)
     assert done.strip()
