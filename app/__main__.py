@@ -24,6 +24,10 @@ def main() -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(levelname)-9s %(name)s: %(message)s"
     )
+    access = logging.getLogger("app.access")  # JSON lines, alone on stdout's lines
+    access.addHandler(logging.StreamHandler(sys.stdout))
+    access.setLevel(logging.INFO)
+    access.propagate = False
     try:
         settings = get_settings()
     except ValidationError as exc:

@@ -51,6 +51,7 @@ class _Pending(Generic[Req, Res]):
     items: list[Req]
     future: asyncio.Future[list[Res]]
     enqueued: float = field(default_factory=time.monotonic)
+    batch_size: int = 0  # rows in the batch it ran in
 
 
 class Batcher(Generic[Req, Res]):
@@ -126,11 +127,14 @@ class Batcher(Generic[Req, Res]):
             return f"{self.name}: a batch has run for {time.monotonic() - started:.0f} s"
         return None
 
-    async def submit(self, item: Req) -> Res:
-        return (await self.submit_many([item]))[0]
+    async def submit(self, item: Req, on_batch: Callable[[int], None] | None = None) -> Res:
+        return (await self.submit_many([item], on_batch))[0]
 
-    async def submit_many(self, items: Sequence[Req]) -> list[Res]:
-        """Results for ``items`` in order; all or nothing (one error fails the group)."""
+    async def submit_many(
+        self, items: Sequence[Req], on_batch: Callable[[int], None] | None = None
+    ) -> list[Res]:
+        """Results for ``items`` in order; all or nothing (one error fails the group).
+        ``on_batch`` hears the size of the batch they ran in (the first, if several)."""
         if not items:
             return []
         if self._closed:
@@ -155,6 +159,8 @@ class Batcher(Generic[Req, Res]):
         finally:
             for deadline in deadlines:
                 deadline.cancel()
+        if on_batch is not None:
+            on_batch(group[0].batch_size)
         return [result for part in parts for result in part]
 
     def _expire(self, pending: _Pending[Req, Res]) -> None:
@@ -223,7 +229,12 @@ class Batcher(Generic[Req, Res]):
 
     def _drop_expired(self, batch: list[_Pending[Req, Res]]) -> list[_Pending[Req, Res]]:
         """The requests still worth running: not expired (the timer answered them), not
-        cancelled (their awaiting task was)."""
+        abandoned (their awaiting task was cancelled: in the service, because the client
+        went away; app/middleware.py ``CancelOnDisconnect`` does that, Starlette does not)."""
+        for p in batch:
+            if p.future.cancelled():
+                for _ in p.items:
+                    self._notify("rejected", "abandoned")
         return [p for p in batch if not p.future.done()]
 
     async def _serve(self, live: list[_Pending[Req, Res]]) -> None:
@@ -243,6 +254,7 @@ class Batcher(Generic[Req, Res]):
             self._running_since = None
         offset = 0
         for p in live:
+            p.batch_size = len(items)
             if not p.future.done():  # not expired while the batch ran
                 p.future.set_result(list(results[offset : offset + len(p.items)]))
             offset += len(p.items)

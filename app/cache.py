@@ -125,6 +125,7 @@ class ImageCache:
     def __init__(self, store: Store, metrics: Metrics) -> None:
         self.store, self.metrics = store, metrics
         self._inflight: dict[str, asyncio.Task[tuple[bytes, bool]]] = {}
+        self._waiters: dict[asyncio.Task[tuple[bytes, bool]], int] = {}
 
     async def get_or_create(
         self, key: str, create: Callable[[], Awaitable[bytes]]
@@ -138,8 +139,19 @@ class ImageCache:
             task = asyncio.create_task(self._create_and_store(key, create))
             self._inflight[key] = task
             task.add_done_callback(lambda done: self._forget(key, done))
-        # Shielded: a caller that goes away must not cancel the work the others await.
-        return await asyncio.shield(task)
+        # Shielded: a caller that goes away (its client left: app/middleware.py) cancels
+        # the painting only when no one else waits for it.
+        self._waiters[task] = self._waiters.get(task, 0) + 1
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if self._waiters[task] == 1:
+                task.cancel()
+            raise
+        finally:
+            self._waiters[task] -= 1
+            if not self._waiters[task]:
+                del self._waiters[task]
 
     async def _create_and_store(
         self, key: str, create: Callable[[], Awaitable[bytes]]

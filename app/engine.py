@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,6 +10,8 @@ import torch
 
 from model_store import LoadedModel, autocast_dtype, precision_name
 from model_store.paint import paint
+
+log = logging.getLogger("app.engine")
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,24 @@ class Engine:
         self.generator = self.generator.to(memory_format=torch.channels_last)
 
     def run(self, requests: list[ImageRequest]) -> list[np.ndarray]:
-        """One forward pass for the whole batch; [H, W, C] uint8 per request."""
+        """[H, W, C] uint8 per request: one forward pass for the whole batch, or, when the
+        device runs out of memory (a large batch at a large size, another process on the
+        GPU), its halves one after the other, down to one row. Only a row that does not
+        fit alone fails, and the batcher fails just that batch's requests."""
+        try:
+            return self._forward(requests)
+        except torch.OutOfMemoryError:
+            if len(requests) == 1:
+                raise
+            log.warning("out of memory at batch %d; running it in halves", len(requests))
+        # Out here, the failed pass's tensors are gone with its traceback.
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()  # their blocks, back to the device for the halves
+        half = len(requests) // 2
+        return self.run(requests[:half]) + self.run(requests[half:])
+
+    def _forward(self, requests: list[ImageRequest]) -> list[np.ndarray]:
+        """One forward pass for the whole batch."""
         return paint(
             self.generator,
             self.manifest,

@@ -8,14 +8,35 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
+from app.access import AccessLog
+from app.clients import ClientAddresses, parse_networks
 from app.errors import NOSNIFF, install_error_handlers
 from app.metrics import Metrics
-from app.middleware import BodyDeadline, BodyLimit, DefaultHeaders, RequestMetrics
+from app.middleware import (
+    BodyDeadline,
+    BodyLimit,
+    CancelOnDisconnect,
+    DefaultHeaders,
+    RequestMetrics,
+)
 from app.openapi import install_openapi
 from app.routes import router
 from app.service import ImageService
 from app.settings import Settings, get_settings
+
+# What a cross-site page may read from a response, when CORS is on.
+EXPOSED_HEADERS = [
+    "X-Seed",
+    "X-Model",
+    "X-Model-Version",
+    "X-Category",
+    "X-Cache",
+    "X-Request-ID",
+    "ETag",
+    "Retry-After",
+]
 
 
 def create_app(
@@ -50,8 +71,21 @@ def create_app(
     install_error_handlers(app)
     app.include_router(router)
     install_openapi(app, settings)
+    # Added innermost first: a request passes them bottom to top.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(BodyDeadline, timeout_s=settings.body_timeout_s)
+    app.add_middleware(CancelOnDisconnect)
+    if settings.cors_origins:  # closed unless configured: no Access-Control-* at all
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "HEAD", "POST"],
+            allow_headers=["Content-Type", "If-None-Match", "X-Request-ID"],
+            expose_headers=EXPOSED_HEADERS,
+            max_age=600,
+        )
     app.add_middleware(DefaultHeaders, headers=NOSNIFF)
-    app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: sees every status
+    app.add_middleware(RequestMetrics, metrics=metrics)  # sees every status
+    clients = ClientAddresses(parse_networks(settings.trusted_proxies))
+    app.add_middleware(AccessLog, clients=clients, enabled=settings.access_log)  # outermost
     return app

@@ -71,7 +71,16 @@ class Metrics:
             registry=r,
         )
         self.rejections = Counter(
-            "dne_rejections", "requests refused by reason", ["reason"], registry=r
+            "dne_rejections",
+            "requests refused or dropped unanswered, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.rate_limit = Counter(
+            "dne_rate_limit",
+            "rate limit checks by result (allowed, limited, unchecked: Redis unavailable)",
+            ["result"],
+            registry=r,
         )
         self.images_generated = Counter(
             "dne_images_generated", "images painted by the generator", registry=r
@@ -86,8 +95,10 @@ class Metrics:
         # Every label value known up front exposes a 0, so rate() sees the first event.
         for result in ("hit", "miss", "error", "bypass"):
             self.cache_lookups.labels(result)
-        for reason in ("queue_full", "deadline", "shutdown", "not_ready"):
+        for reason in ("queue_full", "deadline", "shutdown", "not_ready", "abandoned"):
             self.rejections.labels(reason)
+        for result in ("allowed", "limited", "unchecked"):
+            self.rate_limit.labels(result)
 
     def rejected(self, reason: str) -> None:
         self.rejections.labels(reason).inc()

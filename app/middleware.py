@@ -12,6 +12,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.metrics import Metrics
 
+CLIENT_GONE = 499  # nginx's code for "the client closed the connection first"
+
 
 class RequestMetrics:
     """Counts and times every HTTP request, labelled by route template (``/seed/{seed}``),
@@ -24,7 +26,7 @@ class RequestMetrics:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started, status = time.perf_counter(), 500
+        started, status = time.perf_counter(), None
 
         async def send_and_record(message: Message) -> None:
             nonlocal status
@@ -35,6 +37,8 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_and_record)
         finally:
+            if status is None:  # nothing sent: the client left first (499), or a crash
+                status = CLIENT_GONE if scope.get("dne.client_gone") else 500
             route = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.requests.labels(route, scope["method"], str(status)).inc()
             self.metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
@@ -151,3 +155,84 @@ class BodyDeadline:
             return message
 
         await self.app(scope, receive_in_time, send)
+
+
+class CancelOnDisconnect:
+    """Cancels a request's handler when its client goes away.
+
+    Starlette does not: a handler goes on to the end for a client that left, so its
+    request would still take a place in a generator batch. Here, once the body is read
+    (at once, for a request without one), a watcher waits for the server's
+    ``http.disconnect`` and cancels the handler; the batcher then drops the request
+    (its future is cancelled) and the cache's painting stops if no one else waits for
+    it. Nothing is sent; ``scope["dne.client_gone"]`` tells the access log and metrics.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        bodiless = b"transfer-encoding" not in headers and headers.get(b"content-length") in (
+            None,
+            b"0",
+        )
+        body_read, gone = asyncio.Event(), asyncio.Event()
+        taken: list[Message] = []  # a bodiless request's one message, read by the watcher
+        responded = False
+
+        handler = asyncio.current_task()
+        assert handler is not None
+
+        def client_left() -> None:
+            gone.set()
+            if not responded:
+                scope["dne.client_gone"] = True
+                handler.cancel()
+
+        async def app_receive() -> Message:
+            if bodiless:
+                await body_read.wait()
+                if taken:
+                    return taken.pop()
+            if body_read.is_set():  # the server has nothing more but the disconnect
+                await gone.wait()
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                client_left()  # in the middle of its body
+            elif not message.get("more_body"):
+                body_read.set()
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal responded
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                responded = True
+            await send(message)
+
+        async def watch() -> None:
+            if bodiless:
+                taken.append(await receive())
+                body_read.set()
+                if taken[0]["type"] == "http.disconnect":
+                    client_left()
+                    return
+            await body_read.wait()
+            if gone.is_set():
+                return
+            while (await receive())["type"] != "http.disconnect":
+                pass  # nothing else comes after the body
+            client_left()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await self.app(scope, app_receive, tracking_send)
+        except asyncio.CancelledError:
+            if not scope.get("dne.client_gone") or handler.uncancel() > 0:
+                raise  # cancelled by someone else too (the server shutting down)
+        finally:
+            watcher.cancel()

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 
+from app.access import note
 from app.cache import ImageCache
 from app.engine import ImageRequest
 from app.metrics import Metrics
@@ -27,7 +28,8 @@ class Painter:
     async def pixels(self, spec: ImageSpec) -> np.ndarray:
         """[H, W, C] uint8: one row of the model's next batch."""
         request = ImageRequest(spec.latent, spec.label, spec.psi, spec.size)
-        return await spec.model.batcher.submit(request)
+        note(model=spec.model.manifest.ref)
+        return await spec.model.batcher.submit(request, lambda size: note(batch_size=size))
 
     async def _paint(self, spec: ImageSpec) -> bytes:
         pixels = await self.pixels(spec)

@@ -54,6 +54,19 @@ def get_specs(request: Request) -> Specs:
     return get_service(request).specs
 
 
+async def rate_limited(request: Request) -> None:
+    """429 with Retry-After for a client over its rate (when DNE_RATE_LIMIT_PER_S is set)."""
+    limiter = get_service(request).limiter
+    if limiter is None:
+        return
+    client = request.scope.get("dne.client") or (request.client.host if request.client else "")
+    wait = await limiter.retry_after(client)
+    if wait is not None:
+        headers = {"Retry-After": str(wait)}
+        raise ApiError(429, "too many requests from this client; slow down", None, headers)
+
+
+GENERATION = [Depends(rate_limited)]  # every route that paints takes a token
 ModelsDep = Annotated[ModelRegistry, Depends(get_registry)]
 SpecsDep = Annotated[Specs, Depends(get_specs)]
 PainterDep = Annotated[Painter, Depends(get_painter)]
@@ -136,7 +149,11 @@ def png_response(spec: ImageSpec, data: bytes, hit: bool, cache_control: str, **
     "/random",
     response_class=Response,
     summary="a fresh image every call",
-    responses={**image_response("a PNG, never cached", SEED_HEADERS), **error_responses(404, 503)},
+    dependencies=GENERATION,
+    responses={
+        **image_response("a PNG, never cached", SEED_HEADERS),
+        **error_responses(404, 429, 503),
+    },
 )
 async def random_image(
     models: ModelsDep, paint: PainterDep, specs: SpecsDep, options: ModelOptions
@@ -191,6 +208,7 @@ def pinned_url(spec: ImageSpec, asked: ImageOptions, seed: int) -> str:
     "/models/{model}/{version}/seed/{seed}",
     response_class=Response,
     summary="one seed of one model version: immutable",
+    dependencies=GENERATION,
     responses={
         **image_response(
             "a PNG; the same one for ever", {**SEED_HEADERS, "ETag": "names the image"}
@@ -199,7 +217,7 @@ def pinned_url(spec: ImageSpec, asked: ImageOptions, seed: int) -> str:
             "description": "If-None-Match named this image",
             "headers": {"ETag": {"schema": {"type": "string"}}},
         },
-        **error_responses(404, 503),
+        **error_responses(404, 429, 503),
     },
 )
 async def pinned_image(
@@ -233,9 +251,10 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     "/generate",
     response_class=Response,
     summary="an image for a seed or a latent",
+    dependencies=GENERATION,
     responses={
         **image_response("a PNG", IMAGE_HEADERS | {"X-Seed": "the seed, if one was given"}),
-        **error_responses(404, 408, 413, 503),
+        **error_responses(404, 408, 413, 429, 503),
     },
 )
 async def generate(

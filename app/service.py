@@ -3,6 +3,7 @@
 - ``ModelRegistry`` (app/registry.py): which models are served; load, warm up, stop.
 - ``Specs`` (app/specs.py): a request's values → an ``ImageSpec`` (or an ``ApiError``).
 - ``Painter`` (app/painter.py): an ``ImageSpec`` → PNG bytes, through batcher and cache.
+- ``RateLimiter`` (app/ratelimit.py): per-client token buckets, when rate limiting is on.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from app.cache import ImageCache, MemoryStore, RedisStore, Store
 from app.metrics import Metrics
 from app.painter import Painter
+from app.ratelimit import RateLimiter
 from app.registry import ModelRegistry
 from app.settings import Settings
 from app.specs import Specs
@@ -28,6 +30,13 @@ class ImageService:
         self.specs = Specs(settings.max_size)
         self.cache = ImageCache(cache_store(settings), metrics)
         self.painter = Painter(self.cache, metrics, settings.png_compress_level)
+        self.limiter = (
+            RateLimiter(
+                settings.rate_limit_per_s, settings.rate_limit_burst, self.cache.store, metrics
+            )
+            if settings.rate_limit_per_s > 0
+            else None
+        )
 
     async def start(self) -> None:
         await self.registry.start()

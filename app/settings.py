@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.clients import parse_networks
 from model_store import DEFAULT_ROOT
+
+
+def comma_separated(value: object) -> object:
+    """``a,b`` from the environment (a JSON list would be a trap to type)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(comma_separated)]
 
 
 class Settings(BaseSettings):
@@ -55,6 +66,21 @@ class Settings(BaseSettings):
     body_timeout_s: float = Field(10.0, gt=0)  # for a whole request body; then 408
     keep_alive_s: float = Field(5.0, gt=0)  # an idle connection is closed after this
     max_connections: int = Field(1000, ge=1)  # open connections; beyond: 503 + Retry-After
+    # Rate limiting per client on the generation routes (app/ratelimit.py): off at 0.
+    # A token bucket, in the cache's Redis when DNE_REDIS_URL is set (shared by replicas).
+    rate_limit_per_s: float = Field(0.0, ge=0)  # sustained requests per second per client
+    rate_limit_burst: int = Field(20, ge=1)  # requests a client may make at once
+    # Proxies whose X-Forwarded-For names the client (IPs or CIDRs: 10.0.0.0/8,::1);
+    # from anyone else the header is ignored and the peer address is the client.
+    trusted_proxies: CommaList = []
+    cors_origins: CommaList = []  # origins allowed to read responses cross-site (* = any)
+    access_log: bool = True  # one JSON line per request on the app.access logger
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def addresses_or_networks(cls, entries: list[str]) -> list[str]:
+        parse_networks(entries)  # raises ValueError naming the bad entry
+        return entries
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":

@@ -37,6 +37,7 @@ async def test_random_is_a_fresh_png_of_the_model_resolution(client) -> None:
         r = await client.get("/random")
         assert r.status_code == 200 and r.headers["content-type"] == "image/png"
         assert r.headers["cache-control"] == "no-store"
+        assert r.headers["x-content-type-options"] == "nosniff"
         assert (r.headers["x-model"], r.headers["x-model-version"]) == ("emoji", "1")
         assert r.headers["x-category"] in SLUGS
         image = Image.open(io.BytesIO(r.content))

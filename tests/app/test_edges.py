@@ -13,11 +13,13 @@ import httpx
 import pytest
 
 from .conftest import free_port
+from .test_api import metric
 from .test_process import start_app, wait_for
 
 LIMIT_S = 1.0  # head, body and keep-alive timeouts of the server under test
 SLACK_S = 2.0  # what a busy 2-core machine may add before the server acts
 MAX_CONNECTIONS = 12
+BATCH_WINDOW_S = 1.0  # a lone request waits this long for its batch to fill
 
 
 @pytest.fixture(scope="module", params=["h11", "httptools"])
@@ -31,6 +33,8 @@ def edge(request: pytest.FixtureRequest, store_root: Path) -> Iterator[tuple[str
         DNE_BODY_TIMEOUT_S=str(LIMIT_S),
         DNE_KEEP_ALIVE_S=str(LIMIT_S),
         DNE_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
+        DNE_MAX_DELAY_MS=str(BATCH_WINDOW_S * 1000),  # time for a client to leave
+        DNE_CACHE_MAX_BYTES="0",
     )
     try:
         wait_for(f"http://127.0.0.1:{port}/readyz", process)
@@ -208,3 +212,24 @@ def test_slow_clients_do_not_hold_up_a_quick_one(edge, connect) -> None:
     finally:
         for s in slow:
             s.close()
+
+
+def test_a_client_that_hangs_up_is_dropped_from_its_batch(edge, connect) -> None:
+    base = f"http://{edge[0]}:{edge[1]}"
+
+    def counts() -> tuple[float, float]:
+        text = httpx.get(base + "/metrics").text
+        return (
+            metric(text, "dne_images_generated_total"),
+            metric(text, "dne_rejections_total", reason="abandoned"),
+        )
+
+    painted, abandoned = counts()
+    sock = connect()
+    sock.sendall(b"GET /models/emoji/1/seed/77?size=8 HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(BATCH_WINDOW_S / 5)
+    sock.close()  # before the batch runs
+    time.sleep(BATCH_WINDOW_S * 1.5)
+    assert counts() == (painted, abandoned + 1)
+    assert httpx.get(base + "/models/emoji/1/seed/77?size=8").status_code == 200
+    assert counts()[0] == painted + 1

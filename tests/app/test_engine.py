@@ -68,3 +68,39 @@ def test_fp32_is_the_default_and_on_a_faked_gpu_turns_tf32_off(store_root: Path)
         assert not cudnn.allow_tf32 and not cublas.allow_tf32
     finally:
         cudnn.allow_tf32, cublas.allow_tf32 = saved
+
+
+class FakeOutOfMemory(torch.nn.Module):
+    """Wraps a generator and raises torch.OutOfMemoryError for batches over ``fits``, as
+    CUDA does when a batch's activations do not fit. A fake: no GPU runs the tests."""
+
+    def __init__(self, generator: torch.nn.Module, fits: int) -> None:
+        super().__init__()
+        self.generator, self.fits, self.batches = generator, fits, []
+
+    def forward(self, z: torch.Tensor, *args: object) -> torch.Tensor:
+        self.batches.append(len(z))
+        if len(z) > self.fits:
+            raise torch.OutOfMemoryError("CUDA out of memory (fake, injected by the test)")
+        return self.generator(z, *args)
+
+
+def test_fake_cuda_oom_splits_the_batch_and_retries(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [request(seed, seed % 3) for seed in range(10)]
+    expected = engine.run(rows)
+    fake = FakeOutOfMemory(engine.generator, fits=3)
+    monkeypatch.setattr(engine, "generator", fake)
+    images = engine.run(rows)
+    assert fake.batches == [10, 5, 2, 3, 5, 2, 3]  # halves until each part fits
+    for image, before in zip(images, expected, strict=True):
+        assert np.abs(image.astype(int) - before).max() <= 1
+
+
+def test_fake_cuda_oom_on_a_single_row_fails_that_batch(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "generator", FakeOutOfMemory(engine.generator, fits=0))
+    with pytest.raises(torch.OutOfMemoryError):
+        engine.run([request(1), request(2)])

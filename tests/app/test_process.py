@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import httpx
 import numpy as np
@@ -37,11 +38,21 @@ METRICS = {
 }
 
 
-def start_app(store: Path, port: int, **env: str) -> subprocess.Popen[str]:
+def start_app(
+    store: Path, port: int, output: IO[str] | int = subprocess.PIPE, **env: str
+) -> subprocess.Popen[str]:
+    """``python -m app`` on ``port``. Its access log is off unless asked for: nobody
+    reads the pipe while it serves, and a full pipe would block the server."""
     return subprocess.Popen(
         [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)],
-        env={**os.environ, "DNE_MODEL_STORE": str(store), "DNE_THREADS": "1", **env},
-        stdout=subprocess.PIPE,
+        env={
+            **os.environ,
+            "DNE_MODEL_STORE": str(store),
+            "DNE_THREADS": "1",
+            "DNE_ACCESS_LOG": "false",
+            **env,
+        },
+        stdout=output,
         stderr=subprocess.STDOUT,
         text=True,
     )
