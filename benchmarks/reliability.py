@@ -264,6 +264,7 @@ async def hang_ups(url: str, n: int = 20) -> list[Row]:
         sock = connect(url)
         sock.sendall(f"GET /models/emoji/1/seed/{seed}?size=8 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         socks.append(sock)
+    await asyncio.sleep(0.1)
     for sock in socks:
         sock.close()  # before DNE_MAX_DELAY_MS=1000 has filled a batch
     await asyncio.sleep(2)
