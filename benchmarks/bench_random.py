@@ -33,6 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from model_store import DEFAULT_ROOT, ModelStore
 
 MS_PER_UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+HEADING = "# `GET /random` throughput: dynamic batching on vs off\n\n"
 SETTINGS = {
     "batching on (DNE_MAX_BATCH_SIZE=64)": {"DNE_MAX_BATCH_SIZE": "64"},
     "batching off (DNE_MAX_BATCH_SIZE=1)": {"DNE_MAX_BATCH_SIZE": "1"},
@@ -180,9 +181,8 @@ def report(rows: list[Result], args: argparse.Namespace, model: str, load_before
     )
 
 
-def write(out: Path, section: str) -> None:
+def write(out: Path, section: str, heading: str = HEADING) -> None:
     """Newest run first, under the file's heading; earlier runs stay as history."""
-    heading = "# `GET /random` throughput: dynamic batching on vs off\n\n"
     old = out.read_text().removeprefix(heading) if out.exists() else ""
     out.write_text(heading + section + "\n" + old)
 

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from bench_random import cpu_model, free_port
+from bench_random import cpu_model, free_port, serve, write
 from prometheus_client.parser import text_string_to_metric_families
 
 from model_store import DEFAULT_ROOT
@@ -41,23 +41,7 @@ Z_DIM = 128  # the bundled emoji model's
 
 def start(env: dict[str, str], store: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app", "--port", str(port), "--log-level", "warning"],
-        env={**os.environ, "DNE_MODEL_STORE": str(store), "DNE_ACCESS_LOG": "false", **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if httpx.get(url + "/readyz").status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("the service did not become ready")
-        time.sleep(0.25)
+    return serve(port, store, {"DNE_ACCESS_LOG": "false", **env}), f"http://127.0.0.1:{port}"
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -169,37 +153,40 @@ def slow_head(url: str) -> list[Row]:
     ]
 
 
-def short_body(url: str) -> list[Row]:
+def answer_and_close(url: str, request: bytes) -> tuple[str, float]:
+    """Send ``request``; the status the server answers and the seconds until it closes."""
     sock = connect(url)
     started = time.monotonic()
-    sock.sendall(
-        b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 100\r\n\r\n" + b'{"seed": 1'
-    )
+    sock.sendall(request)
     raw, _ = until_closed(sock)
-    elapsed = time.monotonic() - started
     sock.close()
+    return status_of(raw), time.monotonic() - started
+
+
+def short_body(url: str) -> list[Row]:
+    status, seconds = answer_and_close(
+        url,
+        b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\n\r\n" + b'{"seed": 1',
+    )
     return [
         (
             "a body 90 bytes shorter than its Content-Length",
-            f"{status_of(raw)}, connection closed (DNE_BODY_TIMEOUT_S=10)",
-            f"after {elapsed:.1f} s",
+            f"{status}, connection closed (DNE_BODY_TIMEOUT_S=10)",
+            f"after {seconds:.1f} s",
         )
     ]
 
 
 def big_head(url: str) -> list[Row]:
-    sock = connect(url)
-    started = time.monotonic()
-    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 2**20 + b"\r\n\r\n")
-    raw, _ = until_closed(sock)
-    elapsed = time.monotonic() - started
-    sock.close()
+    status, seconds = answer_and_close(
+        url, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 2**20 + b"\r\n\r\n"
+    )
     return [
         (
             "a 1 MB request header",
-            f"{status_of(raw)} (DNE_MAX_HEAD_BYTES=16 KiB), connection closed",
-            f"after {elapsed * 1000:.0f} ms",
+            f"{status} (DNE_MAX_HEAD_BYTES=16 KiB), connection closed",
+            f"after {seconds * 1000:.0f} ms",
         )
     ]
 
@@ -306,18 +293,21 @@ async def burst(url: str, requests: int = 1000, clients: int = 200) -> list[Row]
 def rate_limited(urls: list[str]) -> list[Row]:
     codes: Counter[str] = Counter()
     retry: set[str] = set()
+    started = time.monotonic()
     with httpx.Client(timeout=30) as client:
         for i in range(40):  # one client, alternating between the two replicas
             r = client.get(urls[i % 2] + "/random?size=8")
             codes[str(r.status_code)] += 1
             if r.status_code == 429:
                 retry.add(r.headers["retry-after"])
+    seconds = time.monotonic() - started
     return [
         (
             "one client, 40 quick requests alternating between two replicas sharing Redis "
-            "(DNE_RATE_LIMIT_PER_S=1, burst 10)",
+            "(DNE_RATE_LIMIT_PER_S=1, DNE_RATE_LIMIT_BURST=10)",
             f"{dict(sorted(codes.items()))}; Retry-After {sorted(retry)}",
-            "the replicas share one bucket: 10 allowed in all, plus the refill",
+            f"{codes['200']} allowed in {seconds:.1f} s: one bucket for both replicas "
+            f"(at most 10 + {seconds:.0f} refilled)",
         )
     ]
 
@@ -477,9 +467,7 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     if args.out:
-        heading = "# Reliability scenarios, measured\n\n"
-        old = args.out.read_text().removeprefix(heading) if args.out.exists() else ""
-        args.out.write_text(heading + text + "\n" + old)
+        write(args.out, text, "# Reliability scenarios, measured\n\n")
         print(f"written to {args.out}")
     return 0
 

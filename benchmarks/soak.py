@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from bench_random import counters, cpu_model, drive, free_port, serve
+from bench_random import counters, cpu_model, drive, free_port, serve, write
 from PIL import Image, ImageDraw
 
 from model_store import DEFAULT_ROOT
@@ -199,12 +199,6 @@ def report(
     )
 
 
-def write(out: Path, section: str) -> None:
-    heading = "# Soak: half capacity for ten minutes\n\n"
-    old = out.read_text().removeprefix(heading) if out.exists() else ""
-    out.write_text(heading + section + "\n" + old)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", type=Path, default=DEFAULT_ROOT, help="model store folder")
@@ -236,7 +230,7 @@ def main() -> int:
         plot(windows, args.picture)
         section += f"\n![memory and latency over time]({args.picture.name})\n"
     if args.out:
-        write(args.out, section)
+        write(args.out, section, "# Soak: half capacity for ten minutes\n\n")
         print(f"written to {args.out}")
     return 0
 
