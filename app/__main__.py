@@ -1,12 +1,17 @@
-"""``python -m app --host H --port P``: serve with uvicorn; settings come from DNE_* vars."""
+"""``python -m app --host H --port P``: serve with uvicorn; settings come from DNE_* vars.
+
+SIGHUP makes the service look at its model store now: a new version is loaded, warmed up
+and switched to without a restart (it also looks every DNE_STORE_POLL_S seconds)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 import uvicorn
+from fastapi import FastAPI
 from pydantic import ValidationError
 
 from app.main import create_app
@@ -40,12 +45,20 @@ def main() -> int:
         server.should_exit = True  # a bad model file stops the process, loudly
 
     app = create_app(settings, on_failure=stop_serving)
+    signal.signal(signal.SIGHUP, lambda signum, frame: rescan_store(app))
     server = uvicorn.Server(server_config(app, settings, args.host, args.port, args.log_level))
     server.run()
     if failures:
         print(f"start-up failed: {failures[0]}", file=sys.stderr)
         return 1
     return 0
+
+
+def rescan_store(app: FastAPI) -> None:
+    """SIGHUP: the registry looks at the store at once (before start-up: nothing to do)."""
+    service = getattr(app.state, "service", None)
+    if service is not None:
+        service.registry.rescan_soon()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from model_store import Manifest
+
 # Cache hits are sub-millisecond and a CPU batch can take a second: 0.5 ms .. 10 s.
 SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -45,8 +47,8 @@ class Metrics:
         )
         self.queue_depth_gauge = Gauge(
             "dne_queue_depth",
-            "requests waiting for the generator, by model (each has its own queue)",
-            ["model"],
+            "requests waiting for the generator, by model version (each has its own queue)",
+            ["model", "version"],
             registry=r,
         )
         self.queue_wait = Histogram(
@@ -87,7 +89,7 @@ class Metrics:
         )
         self.model_info = Info(
             "dne_model",
-            "served generators",
+            "generator versions loaded now; default=true: the one unpinned requests get",
             # precision: replicas that should paint alike must show the same one.
             ["model", "version", "architecture", "device", "precision"],
             registry=r,
@@ -103,8 +105,20 @@ class Metrics:
     def rejected(self, reason: str) -> None:
         self.rejections.labels(reason).inc()
 
-    def batcher_observer(self, model: str) -> BatchMetrics:
-        return BatchMetrics(self, model)
+    def batcher_observer(self, model: str, version: int) -> BatchMetrics:
+        return BatchMetrics(self, model, version)
+
+    def show_model(self, m: Manifest, device: object, precision: str, default: bool) -> None:
+        labels = (m.name, str(m.version), m.architecture, str(device), precision)
+        self.model_info.labels(*labels).info({"default": "true" if default else "false"})
+
+    def forget_model(self, m: Manifest, device: object, precision: str) -> None:
+        """An unloaded version leaves dne_model_info."""
+        self.model_info.remove(m.name, str(m.version), m.architecture, str(device), precision)
+
+    def forget_queue(self, model: str, version: int) -> None:
+        """An unloaded version's queue leaves dne_queue_depth (once drained)."""
+        self.queue_depth_gauge.remove(model, str(version))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -113,9 +127,9 @@ class Metrics:
 class BatchMetrics:
     """The batcher's ``BatchObserver`` for one model."""
 
-    def __init__(self, metrics: Metrics, model: str) -> None:
+    def __init__(self, metrics: Metrics, model: str, version: int) -> None:
         self.metrics = metrics
-        self.depth = metrics.queue_depth_gauge.labels(model)
+        self.depth = metrics.queue_depth_gauge.labels(model, str(version))
 
     def queue_depth(self, depth: int) -> None:
         self.depth.set(depth)

@@ -38,7 +38,8 @@ ERRORS: dict[int, str] = {
     413: "the request body is larger than DNE_MAX_BODY_BYTES",
     422: "a field breaks its rule, or a query parameter is unknown; `field` names it",
     429: "too many requests from this client (when DNE_RATE_LIMIT_PER_S is set)",
-    503: "overloaded, warming up or shutting down; try again after Retry-After seconds",
+    503: "overloaded, warming up or shutting down, or the model version is still loading or "
+    "could not be loaded; try again after Retry-After seconds",
 }
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 

@@ -270,12 +270,18 @@ async def generate(
     return png_response(spec, data, hit, "public, max-age=86400", **extra)
 
 
-@router.get("/models", summary="the stored generators and their manifests")
+@router.get(
+    "/models",
+    summary="the stored generators and their manifests; default: what unpinned requests "
+    "get, served: loaded now (any stored version loads on its first pinned request)",
+)
 async def list_models(models: ModelsDep) -> list[dict[str, Any]]:
     served = {(s.manifest.name, s.manifest.version) for s in models.served()}
+    defaults = models.defaults()
     return [
         public_manifest(models.store, m, (m.name, m.version) in served)
-        for m in models.store.manifests("generator")
+        | {"default": defaults.get(m.name) == m.version}
+        for m in models.stored()
     ]
 
 
@@ -293,7 +299,7 @@ async def sample_grid(
     version: Annotated[VersionText, PathParam(description="model version")],
     models: ModelsDep,
 ) -> FileResponse:
-    manifests = {(m.name, m.version): m for m in models.store.manifests("generator")}
+    manifests = {(m.name, m.version): m for m in models.stored()}
     m = manifests.get((model, version))
     path = sample_grid_file(models.store, m) if m else None
     if path is None:

@@ -1,6 +1,6 @@
 """The service's parts, built from settings, started and stopped in the right order.
 
-- ``ModelRegistry`` (app/registry.py): which models are served; load, warm up, stop.
+- ``ModelRegistry`` (app/registry.py): which model versions are served; load, warm up, switch, stop.
 - ``Specs`` (app/specs.py): a request's values → an ``ImageSpec`` (or an ``ApiError``).
 - ``Painter`` (app/painter.py): an ``ImageSpec`` → PNG bytes, through batcher and cache.
 - ``RateLimiter`` (app/ratelimit.py): per-client token buckets, when rate limiting is on.

@@ -30,7 +30,15 @@ class Settings(BaseSettings):
 
     model_store: Path = DEFAULT_ROOT  # folder of <name>/<version>/ models
     model: str = "emoji"  # the default model; every generator in the store is served
-    model_version: int | Literal["latest"] = "latest"  # of the default model; others: latest
+    # The default model's default version; a number pins it (new versions never switch
+    # in). Every other name's default is its latest stored version.
+    model_version: int | Literal["latest"] = "latest"
+    # Versions (app/registry.py): a stored version that is not a default loads on its
+    # first pinned request; this many stay loaded (least recently used unloaded first).
+    extra_versions: int = Field(2, ge=1)
+    # The store is looked at this often for new versions, which are loaded, warmed up,
+    # then switched to (0: only on SIGHUP to python -m app).
+    store_poll_s: float = Field(10.0, ge=0)
     device: str = "auto"  # auto: cuda if available, else cpu
     # Precision. "none" (fp32, TF32 off) on every host is what keeps a pinned, immutable
     # link the same image on every replica. "bf16" (or "auto": bf16 where the device has

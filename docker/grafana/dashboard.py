@@ -100,7 +100,11 @@ def build() -> dict:
             panel(
                 "Queue depth",
                 "none",
-                query("sum by (instance, model) (dne_queue_depth)", "{{instance}} {{model}}"),
+                # One queue per model version: two while a new version switches in.
+                query(
+                    "sum by (instance, model, version) (dne_queue_depth)",
+                    "{{instance}} {{model}}/{{version}}",
+                ),
             )
         )
         .with_panel(

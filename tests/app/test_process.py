@@ -125,7 +125,7 @@ def test_python_m_app_serves_pngs_and_metrics_over_a_socket(served: str) -> None
     batches = samples[("dne_batch_size_count", ())]
     assert 1 <= batches <= 3 and samples[("dne_inference_seconds_count", ())] == batches
     assert 0 < samples[("dne_inference_seconds_sum", ())] < 10
-    assert samples[("dne_queue_depth", (("model", "emoji"),))] == 0
+    assert samples[("dne_queue_depth", (("model", "emoji"), ("version", "1")))] == 0
     # Buckets start at 0.5 ms: cache hits are sub-millisecond.
     first_bucket = (("le", "0.0005"), ("route", "/generate"))
     assert ("dne_request_duration_seconds_bucket", first_bucket) in samples
@@ -133,6 +133,7 @@ def test_python_m_app_serves_pngs_and_metrics_over_a_socket(served: str) -> None
     info = [labels for (name, labels), _ in samples.items() if name == "dne_model_info"]
     assert (
         ("architecture", "dcgan"),
+        ("default", "true"),
         ("device", "cpu"),
         ("model", "emoji"),
         ("precision", "fp32"),
