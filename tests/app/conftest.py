@@ -7,15 +7,18 @@ import asyncio
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import torch
 from fastapi import FastAPI
 
+from app.batcher import Batcher
 from app.main import create_app
 from app.settings import Settings
 from model_store import ModelStore, build_generator
@@ -100,6 +103,19 @@ async def eventually(condition: Callable[[], bool], what: str, timeout_s: float 
     while not condition():
         assert time.monotonic() < deadline, f"{what}: not after {timeout_s} s"
         await asyncio.sleep(0.001)
+
+
+def hold_batches(batcher: Batcher[Any, Any]) -> threading.Event:
+    """Each batch of ``batcher`` waits until the returned event is set (10 s at most): a
+    device that stopped answering, or requests kept queued for as long as a test likes."""
+    may_run, run = threading.Event(), batcher.run_batch
+
+    def held_run(items: list[Any]) -> Any:
+        may_run.wait(10)
+        return run(items)
+
+    batcher.run_batch = held_run
+    return may_run
 
 
 async def wait_ready(client: httpx.AsyncClient, timeout_s: float = 30) -> None:

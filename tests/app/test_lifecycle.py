@@ -16,7 +16,7 @@ from app.main import create_app
 from app.settings import Settings
 from model_store import LoadedModel, ModelStore
 
-from .conftest import Running, eventually, save_emoji, wait_ready
+from .conftest import Running, eventually, hold_batches, save_emoji, wait_ready
 from .test_api import metric
 
 
@@ -103,13 +103,7 @@ async def test_shutdown_serves_the_requests_already_queued(settings: Settings) -
     batcher = app.state.service.registry.default("emoji").batcher
     # The first batch waits for the test, so the other requests are surely still queued
     # when shutdown begins.
-    batch_may_run, run = threading.Event(), batcher.run_batch
-
-    def held_run(items: list[Any]) -> list[Any]:
-        batch_may_run.wait(10)
-        return run(items)
-
-    batcher.run_batch = held_run
+    batch_may_run = hold_batches(batcher)
     requests = [
         asyncio.create_task(r.client.post("/generate", json={"seed": s})) for s in range(12)
     ]
@@ -133,13 +127,7 @@ async def test_a_hung_generator_answers_503_at_the_deadline_and_readyz_says_why(
     tight = settings.model_copy(update={"request_timeout_s": 0.2, "cache_max_bytes": 0})
     async with Running(tight) as r:
         batcher = r.app.state.service.registry.default("emoji").batcher
-        may_return, run = threading.Event(), batcher.run_batch
-
-        def hung_run(items: list[Any]) -> list[Any]:
-            may_return.wait(10)  # a device that stopped answering (as long as the test likes)
-            return run(items)
-
-        batcher.run_batch = hung_run
+        may_return = hold_batches(batcher)  # a device that stopped answering
         try:
             stuck = await asyncio.wait_for(r.client.post("/generate", json={"seed": 1}), 10)
             assert stuck.status_code == 503 and stuck.headers["retry-after"] == "1"

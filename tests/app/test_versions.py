@@ -21,7 +21,7 @@ from app.registry import ModelRegistry
 from app.settings import Settings
 from model_store import LoadedModel, ModelStore
 
-from .conftest import CLASSES, SLUGS, Running, eventually, save_emoji, tiny_emoji
+from .conftest import CLASSES, SLUGS, Running, eventually, hold_batches, save_emoji, tiny_emoji
 from .test_api import metric, pixels
 
 PINNED_1, PINNED_2 = "/models/emoji/1/seed/5", "/models/emoji/2/seed/5"
@@ -147,13 +147,7 @@ async def test_the_least_recently_used_extra_version_is_unloaded_once_drained(
         models = registry(r)
         await get_ok(r.client, PINNED_1)
         one = models._served[("emoji", 1)].batcher
-        batch_may_run, run = threading.Event(), one.run_batch
-
-        def held_run(items: list[Any]) -> list[Any]:
-            batch_may_run.wait(10)
-            return run(items)
-
-        one.run_batch = held_run
+        batch_may_run = hold_batches(one)
         queued = [
             asyncio.create_task(r.client.get(f"/models/emoji/1/seed/{s}")) for s in range(10, 14)
         ]
