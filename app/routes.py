@@ -272,8 +272,9 @@ async def generate(
 
 @router.get(
     "/models",
-    summary="the stored generators and their manifests; default: what unpinned requests "
-    "get, served: loaded now (any stored version loads on its first pinned request)",
+    summary="the stored generators and their manifests",
+    description="Each version with `default` (what unpinned requests get) and `served` "
+    "(loaded now; any stored version loads on its first pinned request).",
 )
 async def list_models(models: ModelsDep) -> list[dict[str, Any]]:
     served = {(s.manifest.name, s.manifest.version) for s in models.served()}

@@ -32,14 +32,14 @@ class Loads:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.counts: Counter[tuple[str, int]] = Counter()
-        self.held: set[int] = set()
+        self.held: set[tuple[str, int]] = set()
         self.go = threading.Event()
         load = ModelStore.load
 
         def counted(store: ModelStore, name: str, version: Any = "latest", *a: Any) -> LoadedModel:
             self.counts[(name, int(version))] += 1
-            if int(version) in self.held:
-                self.go.wait(20)
+            if (name, int(version)) in self.held:
+                assert self.go.wait(20), "the test never let the load go on"
             return load(store, name, version, *a)
 
         monkeypatch.setattr(ModelStore, "load", counted)
@@ -117,7 +117,7 @@ async def test_loading_happens_off_the_event_loop_and_a_long_one_answers_503(
     root: Path, loads: Loads
 ) -> None:
     save_emoji(ModelStore(root), seed=1)
-    loads.held.add(1)  # emoji 1's weights come from a very slow disk
+    loads.held.add(("emoji", 1))  # emoji 1's weights come from a very slow disk
     async with Running(versions_settings(root, request_timeout_s=2)) as r:
         waiting = asyncio.create_task(r.client.get(PINNED_1))
         await eventually(lambda: loads.counts[("emoji", 1)] == 1, "the load begins")
@@ -208,7 +208,7 @@ async def test_a_new_version_is_loaded_and_warmed_beside_the_old_then_switched_t
         v1 = pixels((await get_ok(r.client, PINNED_1)).content)
         save_emoji(ModelStore(root), seed=1)
         assert (await r.client.get(PINNED_2)).status_code == 404  # not scanned yet
-        loads.held.add(2)
+        loads.held.add(("emoji", 2))
         rescan = asyncio.create_task(models.rescan())
         await eventually(lambda: loads.counts[("emoji", 2)] == 1, "emoji 2 begins to load")
         for _ in range(3):  # the old one serves while the new one loads
