@@ -124,6 +124,8 @@ class RedisStore:
 class ImageCache:
     def __init__(self, store: Store, metrics: Metrics) -> None:
         self.store, self.metrics = store, metrics
+        if isinstance(store, MemoryStore):
+            metrics.cache_bytes.set_function(lambda: store.bytes)
         self._inflight: dict[str, asyncio.Task[tuple[bytes, bool]]] = {}
         self._waiters: dict[asyncio.Task[tuple[bytes, bool]], int] = {}
 

@@ -72,6 +72,11 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.cache_bytes = Gauge(
+            "dne_cache_bytes",
+            "bytes of images held by the in-process cache (0 when the cache is Redis)",
+            registry=r,
+        )
         self.rejections = Counter(
             "dne_rejections",
             "requests refused or dropped unanswered, by reason",

@@ -93,7 +93,7 @@ HOSTILE: list[tuple[str, str, dict]] = [
     ("post", "/generate", {"json": {"seed": 1, "size": "256"}}),
     ("post", "/generate", {"json": {"seed": -1}}),
     ("post", "/generate", {"json": {"seed": 2**64}}),
-    ("post", "/generate", {"json": {"seed": 1, "truncation": 1e999}}),
+    ("post", "/generate", {"content": '{"seed": 1, "truncation": 1e999}'}),
     ("get", "/models/emoji/1.0/seed/42", {}),
     ("get", "/random?category=\u0668", {}),
     ("get", "/seed/42?size=0256&foo=%3Cscript%3E", {}),

@@ -227,3 +227,40 @@ async def test_replicas_in_another_precision_share_no_cache_entry_or_etag(
     assert first.headers["x-cache"] == "miss" and other.headers["x-cache"] == "miss"
     assert other.headers["etag"] != first.headers["etag"]  # another image, another name
     assert again.headers["x-cache"] == "hit" and again.content == other.content
+
+
+async def test_the_painting_stops_when_its_last_waiter_leaves() -> None:
+    cache = ImageCache(MemoryStore(1_000_000), Metrics())
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def slow_paint() -> bytes:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return b"png"
+
+    first = asyncio.create_task(cache.get_or_create("k", slow_paint))
+    second = asyncio.create_task(cache.get_or_create("k", slow_paint))
+    await asyncio.wait_for(started.wait(), 5)
+    first.cancel()  # a client left; another still waits for the same image
+    await asyncio.sleep(0.05)
+    assert not cancelled.is_set()
+    second.cancel()  # the last one left: nobody wants the image any more
+    await asyncio.wait_for(cancelled.wait(), 5)
+    assert await cache.store.get("k") is None
+
+
+async def test_the_memory_cache_reports_its_bytes() -> None:
+    metrics = Metrics()
+    cache = ImageCache(MemoryStore(1_000_000), metrics)
+
+    async def paint() -> bytes:
+        return bytes(1234)
+
+    await cache.get_or_create("a", paint)
+    await cache.get_or_create("b", paint)
+    text = metrics.render().decode()
+    assert "dne_cache_bytes 2468.0" in text
