@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -25,6 +27,7 @@ from app.openapi import install_openapi
 from app.routes import router
 from app.service import ImageService
 from app.settings import Settings, get_settings
+from app.workers import WorkerSlots
 
 # What a cross-site page may read from a response, when CORS is on.
 EXPOSED_HEADERS = [
@@ -42,15 +45,18 @@ EXPOSED_HEADERS = [
 def create_app(
     settings: Settings | None = None,
     on_failure: Callable[[BaseException], None] = lambda exc: None,
+    workers: WorkerSlots | None = None,
 ) -> FastAPI:
     """``on_failure`` hears of a fatal start-up error (a bad model file): ``python -m app``
-    stops serving on it; without it the service stays up, unready and unhealthy."""
+    stops serving on it; without it the service stays up, unready and unhealthy.
+    ``workers``: this process is one of several (app/workers.py); ready means all ready."""
     settings = settings or get_settings()
-    metrics = Metrics()
+    metrics = Metrics(multiprocess_dir() if workers is not None else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service = app.state.service = ImageService(settings, metrics, on_failure)
+        service = app.state.service = ImageService(settings, metrics, on_failure, workers)
+        metrics.ready_check = lambda: service.readiness() is None
         # uvicorn binds its socket only after this start-up returns: loading and warming
         # up in the background is what lets /healthz answer now and /readyz say 503.
         starting = asyncio.create_task(service.start(), name="start-up")
@@ -89,3 +95,8 @@ def create_app(
     clients = ClientAddresses(parse_networks(settings.trusted_proxies))
     app.add_middleware(AccessLog, clients=clients, enabled=settings.access_log)  # outermost
     return app
+
+
+def multiprocess_dir() -> Path:
+    """Where the supervisor keeps every worker's counts (it sets the variable)."""
+    return Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])

@@ -326,16 +326,13 @@ async def healthz(models: ModelsDep) -> JSONResponse:
 
 @router.get(
     "/readyz",
-    summary="models loaded, warmed up, and no batch stuck",
+    summary="models loaded, warmed up, and no batch stuck (in every worker process)",
     responses=error_responses(503),
 )
-async def readyz(models: ModelsDep) -> JSONResponse:
-    if models.failure:
-        return error_response(503, "start-up failed; the service log says why", headers=LATER)
-    if not models.ready:
-        return error_response(503, "warming up", headers={"Retry-After": "1"})
-    if problems := models.problems():
-        return error_response(503, "; ".join(problems), headers={"Retry-After": "1"})
+async def readyz(request: Request, models: ModelsDep) -> JSONResponse:
+    if (problem := get_service(request).readiness()) is not None:
+        detail, retry_after = problem
+        return error_response(503, detail, headers={"Retry-After": str(retry_after)})
     return JSONResponse({"status": "ready", "models": models.defaults()})
 
 

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 
 from app.cache import ImageCache, MemoryStore, RedisStore, Store
@@ -17,6 +19,9 @@ from app.ratelimit import RateLimiter
 from app.registry import ModelRegistry
 from app.settings import Settings
 from app.specs import Specs
+from app.workers import WorkerSlots
+
+PUBLISH_READINESS_S = 0.25  # how often a worker tells the others whether it is ready
 
 
 class ImageService:
@@ -25,7 +30,10 @@ class ImageService:
         settings: Settings,
         metrics: Metrics,
         on_failure: Callable[[BaseException], None] = lambda exc: None,
+        workers: WorkerSlots | None = None,
     ) -> None:
+        self.workers = workers
+        self._publisher: asyncio.Task[None] | None = None
         self.registry = ModelRegistry(settings, metrics, on_failure)
         self.specs = Specs(settings.max_size)
         self.cache = ImageCache(cache_store(settings), metrics)
@@ -39,13 +47,47 @@ class ImageService:
         )
 
     async def start(self) -> None:
+        if self.workers is not None:
+            self._publisher = asyncio.create_task(self._publish_readiness())
         await self.registry.start()
 
     async def stop(self) -> None:
-        """Drain the batchers first (queued requests are served and may still write to
-        the cache), then close the cache."""
+        """Unready first (the other workers' /readyz say so), then drain the batchers
+        (queued requests are served and may still write to the cache), close the cache."""
+        if self._publisher is not None:
+            self._publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._publisher
+        if self.workers is not None:
+            self.workers.publish(False)
         await self.registry.stop()
         await self.cache.close()
+
+    def own_readiness(self) -> tuple[str, int] | None:
+        """None when this process can serve; else why not, and the Retry-After seconds."""
+        r = self.registry
+        if r.failure:
+            # The details name server paths: they go to the log, not to clients.
+            return "start-up failed; the service log says why", 60
+        if not r.ready:
+            return "warming up", 1
+        if problems := r.problems():
+            return "; ".join(problems), 1
+        return None
+
+    def readiness(self) -> tuple[str, int] | None:
+        """As ``own_readiness``, for the whole replica: with several workers, all ready."""
+        if (problem := self.own_readiness()) is not None:
+            return problem
+        if self.workers is not None and (waiting := self.workers.not_ready()):
+            names = ", ".join(str(i) for i in waiting)
+            return f"worker {names} of {len(self.workers)} not ready", 1
+        return None
+
+    async def _publish_readiness(self) -> None:
+        while True:
+            self.workers.publish(self.own_readiness() is None)  # type: ignore[union-attr]
+            await asyncio.sleep(PUBLISH_READINESS_S)
 
 
 def cache_store(s: Settings) -> Store:

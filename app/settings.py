@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # The store is looked at this often for new versions, which are loaded, warmed up,
     # then switched to (0: only on SIGHUP to python -m app).
     store_poll_s: float = Field(10.0, ge=0)
+    # Worker processes on one socket (app/workers.py); 0: derived from the host (one on a
+    # CPU, one per two cores with a GPU: README, benchmarks/serving.md).
+    workers: int = Field(0, ge=0, le=256)
     device: str = "auto"  # auto: cuda if available, else cpu
     # Precision. "none" (fp32, TF32 off) on every host is what keeps a pinned, immutable
     # link the same image on every replica. "bf16" (or "auto": bf16 where the device has
