@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from model_store import MAX_SEED, NAME_PATTERN
 
@@ -237,8 +237,8 @@ class LatentPoint(BaseModel):
         return self
 
 
-class GenerateBody(LatentPoint):
-    """``POST /generate``: a point and the image options, as JSON."""
+class ImageChoices(BaseModel):
+    """The image options of a JSON body: model, category, truncation, size."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -246,3 +246,95 @@ class GenerateBody(LatentPoint):
     category: Category | None = None
     truncation: Truncation = 1.0
     size: Size | None = None
+
+
+class GenerateBody(LatentPoint, ImageChoices):
+    """``POST /generate``: a point and the image options, as JSON."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+# --- the latent space: interpolations, arithmetic, grids --------------------------------
+
+MAX_FRAMES = 64  # frames of one interpolation (each counts as a request)
+MAX_FPS = 50  # GIF timing is in hundredths of a second: 50 fps is 2 of them
+MAX_TERMS = 8  # latents in one weighted sum
+MAX_WEIGHT = 10.0
+MAX_TILES = 64  # images in one grid
+MAX_GRID_EDGE = MAX_SIZE  # pixels along either side of a whole grid
+
+
+def within(parse: Any, low: float, high: float) -> Any:
+    """``parse``, then a check that the value lies in ``low`` .. ``high``."""
+
+    def parse_within(value: Any) -> Any:
+        x = parse(value)
+        if not low <= x <= high:
+            raise ValueError(f"must be {low:g} .. {high:g}")
+        return x
+
+    return parse_within
+
+
+def integer_schema(low: int, high: int) -> WithJsonSchema:
+    return WithJsonSchema({"type": "integer", "minimum": low, "maximum": high})
+
+
+Frames = Annotated[
+    int, BeforeValidator(within(json_integer, 2, MAX_FRAMES)), integer_schema(2, MAX_FRAMES)
+]
+Fps = Annotated[
+    float,
+    BeforeValidator(within(json_number, 1, MAX_FPS)),
+    WithJsonSchema({"type": "number", "minimum": 1, "maximum": MAX_FPS}),
+]
+Weight = Annotated[
+    float,
+    BeforeValidator(within(json_number, -MAX_WEIGHT, MAX_WEIGHT)),
+    WithJsonSchema({"type": "number", "minimum": -MAX_WEIGHT, "maximum": MAX_WEIGHT}),
+]
+TilesText = Annotated[
+    int,
+    BeforeValidator(text(within(unsigned_text, 1, MAX_TILES))),
+    integer_schema(1, MAX_TILES),
+]
+
+
+def strict_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+Flag = Annotated[bool, BeforeValidator(strict_bool), WithJsonSchema({"type": "boolean"})]
+
+
+class InterpolateBody(ImageChoices):
+    """``POST /interpolate``: two points and how to travel between them."""
+
+    start: LatentPoint = Field(alias="from", description="the first frame")
+    end: LatentPoint = Field(alias="to", description="the last frame")
+    steps: Frames = Field(16, description="frames, both ends included (each counts as a request)")
+    mode: Literal["slerp", "lerp"] = Field(
+        "slerp", description="slerp keeps every frame at the prior's scale; lerp sags midway"
+    )
+    format: Literal["gif", "webp", "png"] = Field(
+        "gif", description="gif (composited on white), webp (alpha), png (a strip of frames)"
+    )
+    fps: Fps = Field(12.0, description="frames per second (gif and webp)")
+    bounce: Flag = Field(False, description="play forward then back, so the loop has no jump")
+
+
+class Term(LatentPoint):
+    weight: Weight = 1.0
+
+
+class ArithmeticBody(ImageChoices):
+    """``POST /arithmetic``: a weighted sum of latents."""
+
+    terms: list[Term] = Field(min_length=1, max_length=MAX_TERMS)
+    rescale: Flag = Field(
+        True,
+        description="divide the sum by √(Σ weight²), which puts a sum of independent seeds "
+        "back on the prior's scale (without it, 1·a − 1·b + 1·c is √3 times too long)",
+    )

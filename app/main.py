@@ -11,19 +11,25 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from app.access import AccessLog
 from app.clients import ClientAddresses, parse_networks
 from app.errors import NOSNIFF, install_error_handlers
+from app.latent_routes import router as latent_router
 from app.metrics import Metrics
 from app.middleware import (
     BodyDeadline,
     BodyLimit,
     CancelOnDisconnect,
     DefaultHeaders,
+    HeadAsGet,
     RequestMetrics,
 )
 from app.openapi import install_openapi
+from app.pages import CONTENT_SECURITY_POLICY, STATIC
+from app.pages import router as pages_router
 from app.routes import router
 from app.service import ImageService
 from app.settings import Settings, get_settings
@@ -36,6 +42,8 @@ EXPOSED_HEADERS = [
     "X-Model-Version",
     "X-Category",
     "X-Cache",
+    "X-Frames",
+    "X-Tiles",
     "X-Request-ID",
     "ETag",
     "Retry-After",
@@ -68,14 +76,20 @@ def create_app(
                 await starting
             await service.stop()
 
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc load their scripts from the app (a package ships
+    # them), not from a CDN; no validator badge (it would send the schema's URL away).
+    app = FastAPIOffline(
         title="This X Does Not Exist",
         description="Images of things that do not exist, painted by GAN generators.",
         lifespan=lifespan,
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.settings, app.state.metrics = settings, metrics
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(latent_router)
+    app.include_router(pages_router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")  # the page's files
     install_openapi(app, settings)
     # Added innermost first: a request passes them bottom to top.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
@@ -90,7 +104,8 @@ def create_app(
             expose_headers=EXPOSED_HEADERS,
             max_age=600,
         )
-    app.add_middleware(DefaultHeaders, headers=NOSNIFF)
+    app.add_middleware(DefaultHeaders, headers={**NOSNIFF, **CONTENT_SECURITY_POLICY})
+    app.add_middleware(HeadAsGet)
     app.add_middleware(RequestMetrics, metrics=metrics)  # sees every status
     clients = ClientAddresses(parse_networks(settings.trusted_proxies))
     app.add_middleware(AccessLog, clients=clients, enabled=settings.access_log)  # outermost

@@ -1,5 +1,5 @@
-"""Pure ASGI middleware: request metrics by route template, the request body limit, and
-headers every response carries."""
+"""Pure ASGI middleware: request metrics by route template, the request body limit,
+headers every response carries, and HEAD wherever GET is served."""
 
 from __future__ import annotations
 
@@ -236,3 +236,34 @@ class CancelOnDisconnect:
                 raise  # cancelled by someone else too (the server shutting down)
         finally:
             watcher.cancel()
+
+
+class HeadAsGet:
+    """HEAD wherever GET is served (uptime checkers and link previews use it): the GET's
+    status and headers, Content-Length included, without the body (RFC 9110 §9.3.2).
+    FastAPI routes answer only the methods they name, so HEAD was a 405 everywhere."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        # A copy: the server keeps reading the method from its own scope (it sends no
+        # body for HEAD), and the metrics label the request HEAD.
+        as_get = {**scope, "method": "GET"}
+
+        async def send_without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        try:
+            await self.app(as_get, receive, send_without_body)
+        finally:
+            # What the inner app noted (the route, for the metrics' and the access log's
+            # labels; a client gone) belongs to this request; the method stays HEAD.
+            scope.update({key: value for key, value in as_get.items() if key != "method"})

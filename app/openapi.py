@@ -54,15 +54,18 @@ def error_responses(*statuses: int) -> Responses:
     return out
 
 
-def image_response(description: str, headers: dict[str, str] | None = None) -> Responses:
-    """A 200 whose body is a PNG, with the response headers it carries."""
+def image_response(
+    description: str,
+    headers: dict[str, str] | None = None,
+    media_types: tuple[str, ...] = ("image/png",),
+) -> Responses:
+    """A 200 whose body is an image (a PNG unless told), with the headers it carries."""
     documented = {
         name: {"description": text, "schema": {"type": "string"}}
         for name, text in (headers or {}).items()
     }
-    return {
-        200: {"description": description, "content": {"image/png": BINARY}, "headers": documented}
-    }
+    content = {media_type: BINARY for media_type in media_types}
+    return {200: {"description": description, "content": content, "headers": documented}}
 
 
 def install_openapi(app: FastAPI, settings: Settings) -> None:

@@ -1,9 +1,13 @@
-"""Painting one image: spec → the model's batcher → uint8 pixels → PNG, through the cache."""
+"""Painting: spec → the model's batcher → uint8 pixels → PNG, through the cache; and
+pictures made of several images (an animation's frames, a grid's tiles), painted as one
+group on the batcher."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -25,6 +29,25 @@ class Painter:
             return await self._paint(spec), False
         return await self.cache.get_or_create(spec.cache_key, lambda: self._paint(spec))
 
+    async def group(
+        self,
+        specs: Sequence[ImageSpec],
+        encode: Callable[[list[np.ndarray]], bytes],
+        key: str | None,
+    ) -> tuple[bytes, bool]:
+        """(bytes, cache hit) of one picture made of ``specs`` (all of one model): they
+        count as len(specs) requests and run as one batch where they fit; ``encode`` runs
+        off the loop. Through the cache when ``key`` names the picture."""
+
+        async def make() -> bytes:
+            requests = [ImageRequest(s.latent, s.label, s.psi, s.size) for s in specs]
+            frames = await specs[0].model.batcher.submit_many(requests)
+            return await asyncio.to_thread(encode, frames)
+
+        if key is None:
+            return await make(), False
+        return await self.cache.get_or_create(key, make)
+
     async def pixels(self, spec: ImageSpec) -> np.ndarray:
         """[H, W, C] uint8: one row of the model's next batch."""
         request = ImageRequest(spec.latent, spec.label, spec.psi, spec.size)
@@ -38,10 +61,16 @@ class Painter:
         # noise); on a GPU the batcher's thread would serialize all encoding behind the
         # device (a batch of 256 takes ~1 ms there, its PNGs ~50 ms on one core). The
         # loop's default pool also outlives shutdown, so drained requests still encode.
-        return await asyncio.to_thread(self._encode, pixels)
+        return await asyncio.to_thread(self._encode, pixels, spec.text)
 
-    def _encode(self, pixels: np.ndarray) -> bytes:
+    def _encode(self, pixels: np.ndarray, text: dict[str, str]) -> bytes:
         started = time.perf_counter()
-        data = encode_png(pixels, self.png_compress_level)
+        data = encode_png(pixels, self.png_compress_level, text)
         self.metrics.png_encode.observe(time.perf_counter() - started)
         return data
+
+
+def group_key(kind: str, specs: Sequence[ImageSpec], *params: object) -> str:
+    """A cache key for a picture made of ``specs``: names each one and the encoding."""
+    named = "\n".join([*(s.cache_key for s in specs), *map(repr, params)])
+    return f"dne:{kind}:" + hashlib.sha256(named.encode()).hexdigest()

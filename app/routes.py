@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import replace
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.dependencies.models import Dependant
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
 
 from app.catalog import public_manifest, sample_grid_file
@@ -30,9 +29,8 @@ from app.openapi import BINARY, error_responses, image_response
 from app.painter import Painter
 from app.registry import ModelRegistry
 from app.service import ImageService
-from app.specs import ImageOptions, ImageSpec, Specs, given_latent, seed_latent
+from app.specs import ImageOptions, ImageSpec, Specs, point_latent, seed_latent
 
-PAGE = Path(__file__).parent / "static" / "index.html"
 RANDOM_SEEDS = 2**53  # seeds /random hands out stay exact as JavaScript numbers
 IMMUTABLE = "public, max-age=31536000, immutable"
 LATER = {"Retry-After": "60"}  # a 503 that waits for an operator, not for a queue
@@ -262,9 +260,7 @@ async def generate(
 ) -> Response:
     options = ImageOptions(body.model, body.category, body.truncation, body.size)
     served = models.default(body.model)
-    m = served.manifest
-    latent = seed_latent(m, body.seed) if body.seed is not None else given_latent(m, body.latent)
-    spec = specs.image(served, options, latent)
+    spec = specs.image(served, options, point_latent(served.manifest, body))
     data, hit = await paint.png(spec, cached=True)
     extra = {"X-Seed": str(body.seed)} if body.seed is not None else {}
     return png_response(spec, data, hit, "public, max-age=86400", **extra)
@@ -350,8 +346,3 @@ async def readyz(request: Request, models: ModelsDep) -> JSONResponse:
 async def metrics(request: Request) -> Response:
     m = request.app.state.metrics
     return Response(m.render(), media_type=m.content_type)
-
-
-@router.get("/", response_class=HTMLResponse, include_in_schema=False)
-async def page() -> HTMLResponse:
-    return HTMLResponse(PAGE.read_text())

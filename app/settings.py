@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     redis_cooldown_s: float = Field(2.0, gt=0)  # skip Redis this long after an error
     # Requests.
     max_size: int = Field(512, ge=8, le=2048)  # largest output edge in pixels
+    # The site's address as visitors see it (https://emoji.example), for the absolute
+    # links in link previews; unset: taken from each request's Host.
+    public_url: str | None = None
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     png_compress_level: int = Field(1, ge=0, le=9)  # 1: ~1.6x faster than 6, ~10% larger
     # The edge (app/server.py): what one connection may cost when the service faces the

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import torch
 
 from app.errors import ApiError
-from app.inputs import MIN_SIZE
+from app.inputs import MIN_SIZE, LatentPoint
 from app.registry import ServedModel
 from model_store import Manifest, seed_to_latent
+from model_store.images import provenance
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,19 @@ class Latent:
     z: torch.Tensor  # [z_dim] float32, on the CPU
     source: str  # "seed-<n>" or "latent-<sha256>": names the latent in cache keys
     class_seed: int  # picks the class when none is asked for, so a seed names one image
+    seed: int | None = None  # the seed that drew it, if one did
 
 
 def seed_latent(m: Manifest, seed: int) -> Latent:
-    return Latent(seed_to_latent(seed, m.z_dim), f"seed-{seed}", seed)
+    return Latent(seed_to_latent(seed, m.z_dim), f"seed-{seed}", seed, seed)
+
+
+def point_latent(m: Manifest, point: LatentPoint) -> Latent:
+    """The latent of a body's point: its seed's, or the numbers given."""
+    if point.seed is not None:
+        return seed_latent(m, point.seed)
+    assert point.latent is not None  # LatentPoint holds exactly one of them
+    return given_latent(m, point.latent)
 
 
 def given_latent(m: Manifest, values: list[float]) -> Latent:
@@ -45,9 +55,15 @@ def given_latent(m: Manifest, values: list[float]) -> Latent:
         raise ApiError(
             422, f"latent: {m.name} takes {m.z_dim} numbers, got {len(values)}", "latent"
         )
-    z = torch.tensor(values, dtype=torch.float32)
+    return computed_latent(torch.tensor(values, dtype=torch.float32))
+
+
+def computed_latent(z: torch.Tensor, class_seed: int | None = None) -> Latent:
+    """A latent named by its float32 bytes (given, or computed from others); its class,
+    when none is asked for, from ``class_seed`` or else from those bytes."""
     digest = hashlib.sha256(z.numpy().tobytes()).hexdigest()
-    return Latent(z, f"latent-{digest}", int(digest[:15], 16))
+    default = int(digest[:15], 16) if class_seed is None else class_seed
+    return Latent(z, f"latent-{digest}", default)
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,7 @@ class ImageSpec:
     label: int | None
     psi: float
     size: int
+    seed: int | None = None
 
     @property
     def cache_key(self) -> str:
@@ -77,12 +94,23 @@ class ImageSpec:
     def etag(self) -> str:
         """Names the image, not its bytes: weak, since another replica or device may paint
         it one grey level apart (docs/design.md, "Bytes and links")."""
-        return 'W/"' + hashlib.sha256(self.cache_key.encode()).hexdigest()[:32] + '"'
+        return weak_etag(self.cache_key)
+
+    @property
+    def text(self) -> dict[str, str]:
+        """PNG text chunks: where the image came from, and the credit its data asks for."""
+        seed = None if self.seed is None else str(self.seed)
+        return provenance(self.model.manifest, seed, self.category_slug, self.psi)
 
     @property
     def category_slug(self) -> str | None:
         slugs = self.model.manifest.class_slugs
         return slugs[self.label] if self.label is not None and slugs else None
+
+
+def weak_etag(cache_key: str) -> str:
+    """An ETag that names a picture by its cache key (weak: see ``ImageSpec.etag``)."""
+    return 'W/"' + hashlib.sha256(cache_key.encode()).hexdigest()[:32] + '"'
 
 
 class Specs:
@@ -100,22 +128,17 @@ class Specs:
             label=class_label(m, options.category, latent.class_seed),
             psi=options.truncation,
             size=output_size(m, options.size, self.max_size),
+            seed=latent.seed,
         )
 
 
 def class_label(m: Manifest, category: str | None, class_seed: int) -> int | None:
     """The class: the one asked for (by its slug), else one derived from the seed (or
     latent), so a seed names one image even on a conditional model."""
-    if not m.conditional:
-        if category is not None:
-            raise ApiError(422, f"category: {m.name} has no categories", "category")
-        return None
-    if category is None:
-        return class_seed % len(m.class_names)
-    if category not in m.class_slugs:
-        known = ", ".join(m.class_slugs)
-        raise ApiError(422, f"category: not one of {m.name}'s: {known}", "category")
-    return m.class_slugs.index(category)
+    try:
+        return m.label_for(category, class_seed)
+    except ValueError as exc:
+        raise ApiError(422, f"category: {exc}", "category") from None
 
 
 def output_size(m: Manifest, size: int | None, max_size: int) -> int:

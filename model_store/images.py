@@ -12,6 +12,8 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from model_store.manifest import Manifest
+
 MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 ANIMATION_FORMATS = {"gif": "image/gif", "webp": "image/webp", "png": "image/png"}
 
@@ -35,6 +37,23 @@ def encode_png(
     out = io.BytesIO()
     to_image(pixels).save(out, format="PNG", compress_level=compress_level, pnginfo=info)
     return out.getvalue()
+
+
+def provenance(m: Manifest, seed: str | None, category: str | None, psi: float) -> dict[str, str]:
+    """PNG text chunks for a painted image: what painted it from which seed, and the credit
+    its training data asks for. The service and the paint command write the same."""
+    text = {"Title": m.display_title, "Description": "Painted by a GAN; no one drew it."}
+    if seed is not None:
+        text["Seed"] = seed
+    text |= {"Model": m.name, "Version": str(m.version)}
+    if category:
+        text["Category"] = category
+    if psi != 1.0:
+        text["Truncation"] = repr(psi)
+    text["Software"] = "This X Does Not Exist (a GAN generator; the image is new)"
+    if m.credits:
+        text["Credit"] = "Trained on: " + "; ".join(m.credits)
+    return text
 
 
 def grid(tiles: Sequence[np.ndarray], columns: int | None = None) -> np.ndarray:

@@ -39,6 +39,10 @@ class Manifest(BaseModel):
     name: str
     version: int = Field(ge=1)
     description: str = ""
+    # What the page says (empty: derived from the name): its headline, and what one
+    # image shows, e.g. "This Emoji Does Not Exist" and "emoji".
+    title: str = ""
+    noun: str = ""
     architecture: str
     config: dict[str, Any]  # the architecture's config, as plain JSON values
     z_dim: int = Field(ge=1)
@@ -66,8 +70,30 @@ class Manifest(BaseModel):
         return bool(self.class_names)
 
     @property
+    def display_title(self) -> str:
+        return self.title or f"This {self.display_noun.title()} Does Not Exist"
+
+    @property
+    def display_noun(self) -> str:
+        return self.noun or self.name.replace("-", " ").replace("_", " ")
+
+    @property
     def ref(self) -> str:
         return f"{self.name}/{self.version}"
+
+    def label_for(self, category: str | None, class_seed: int) -> int | None:
+        """The class of an image: ``category`` (a slug) if given, else one derived from
+        the seed (or latent), so a seed names one image even on a conditional model.
+        ValueError for a category the model does not have."""
+        if not self.conditional:
+            if category is not None:
+                raise ValueError(f"{self.name} has no categories")
+            return None
+        if category is None:
+            return class_seed % len(self.class_names)
+        if category not in self.class_slugs:
+            raise ValueError(f"not one of {self.name}'s: {', '.join(self.class_slugs)}")
+        return self.class_slugs.index(category)
 
     def class_index(self, category: str) -> int:
         """The class for a slug or display name (case-insensitive); KeyError if unknown."""

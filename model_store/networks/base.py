@@ -94,6 +94,11 @@ class Generator(nn.Module):
     def body(self, x: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
 
+    def class_stem_sums(self, z: torch.Tensor) -> torch.Tensor:
+        """Σ over the rows of z of stem(z, c) for every class c (what fit_stem_means
+        averages); an architecture whose stem shares work across classes overrides it."""
+        return class_stem_sums(self, z)
+
     def class_stem_means(self, labels: torch.Tensor | None, batch: int) -> torch.Tensor:
         if self.stem_means is None:
             self.fit_stem_means()
@@ -111,17 +116,23 @@ class Generator(nn.Module):
         z_all = torch.from_numpy(np.concatenate([half, -half]))
         samples = len(z_all)
         device = next(self.parameters()).device
-        means, was_training = [], self.training
+        was_training = self.training
         self.eval()  # BatchNorm's running statistics, as when painting
         with torch.autocast(device.type, enabled=False):
-            for label in range(max(self.num_classes, 1)):
-                total: torch.Tensor | int = 0
-                for z in z_all.to(device).split(chunk):
-                    labels = torch.full((len(z),), label, device=device)
-                    total = total + self.stem(z, labels if self.num_classes else None).sum(0)
-                means.append(total / samples)
+            total = sum(self.class_stem_sums(z) for z in z_all.to(device).split(chunk))
         self.train(was_training)
-        self.stem_means = torch.stack(means)
+        self.stem_means = total / samples
+
+
+def class_stem_sums(generator: Generator, z: torch.Tensor) -> torch.Tensor:
+    """Σ over the rows of z of stem(z, c), for every class c: [max(num_classes, 1), ...]."""
+    if not generator.num_classes:
+        return generator.stem(z, None).sum(0, keepdim=True)
+    sums = []
+    for label in range(generator.num_classes):
+        labels = torch.full((len(z),), label, device=z.device)
+        sums.append(generator.stem(z, labels).sum(0))
+    return torch.stack(sums)
 
 
 def class_embedding(num_classes: int, dim: int) -> nn.Embedding | None:

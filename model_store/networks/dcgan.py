@@ -63,6 +63,20 @@ class DCGANGenerator(Generator):
         x = self.convs[0](x)  # [B, widths[0], 4, 4]
         return F.relu(self.norms[0](x, cond) if self.cbn else self.norms[0](x))
 
+    def class_stem_sums(self, z: torch.Tensor) -> torch.Tensor:
+        if not self.cbn:
+            return super().class_stem_sums(z)
+        # With conditional BN the first convolution and its normalization see z alone:
+        # run them once, not once per class (benchmarks/truncation.md: 7.0 s → 0.9 s on
+        # one loaded CPU thread).
+        norm = self.norms[0]
+        normalized = norm.bn(self.convs[0](z[:, :, None, None]))
+        sums = []
+        for label in range(self.num_classes):
+            cond = self.condition(z, torch.full((len(z),), label, device=z.device))
+            sums.append(F.relu(norm.modulate(normalized, cond)).sum(0))
+        return torch.stack(sums)
+
     def body(self, x: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         cond = self.condition(z, labels)
         for conv, norm in zip(self.convs[1:], self.norms[1:], strict=True):

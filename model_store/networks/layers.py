@@ -20,5 +20,9 @@ class ConditionalBatchNorm(nn.Module):
             nn.init.zeros_(linear.bias)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.modulate(self.bn(x), cond)
+
+    def modulate(self, normalized: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """The conditional affine part alone, for already normalized ``x``."""
         gain = 1 + self.gain(cond)[:, :, None, None]
-        return self.bn(x) * gain + self.bias(cond)[:, :, None, None]
+        return normalized * gain + self.bias(cond)[:, :, None, None]

@@ -180,7 +180,7 @@ async def test_models_lists_manifests_and_health_endpoints_answer(client) -> Non
     ready = (await client.get("/readyz")).json()
     assert ready == {"status": "ready", "models": {"emoji": 1, "plain": 1}}
     page = await client.get("/")
-    assert page.status_code == 200 and "/random" in page.text and "another one" in page.text
+    assert page.status_code == 200 and "/static/page.js" in page.text and "Another one" in page.text
 
 
 BAD_REQUESTS = [

@@ -12,12 +12,18 @@ from .conftest import eventually
 from .test_batcher import Gate
 
 
-async def test_a_group_that_fits_runs_in_one_batch_never_split_by_others() -> None:
+async def held(**options: int) -> tuple[Gate, Batcher, asyncio.Task]:
+    """A batcher whose first batch (request 0) is running and held at the gate."""
     gate = Gate()
-    batcher = Batcher(gate, max_batch_size=4, max_delay_ms=50, queue_size=100)
+    batcher = Batcher(gate, **options)
     await batcher.start()
     blocker = asyncio.create_task(batcher.submit(0))
     await eventually(gate.running.is_set, "the first batch runs")
+    return gate, batcher, blocker
+
+
+async def test_a_group_that_fits_runs_in_one_batch_never_split_by_others() -> None:
+    gate, batcher, blocker = await held(max_batch_size=4, max_delay_ms=50, queue_size=100)
     singles = [asyncio.create_task(batcher.submit(i)) for i in (1, 2)]
     group = asyncio.create_task(batcher.submit_many([100, 101, 102]))
     after = asyncio.create_task(batcher.submit(3))
@@ -33,11 +39,7 @@ async def test_a_group_that_fits_runs_in_one_batch_never_split_by_others() -> No
 
 
 async def test_a_group_counts_each_request_against_the_queue_limit() -> None:
-    gate = Gate()
-    batcher = Batcher(gate, max_batch_size=8, max_delay_ms=0, queue_size=4)
-    await batcher.start()
-    blocker = asyncio.create_task(batcher.submit(0))
-    await eventually(gate.running.is_set, "the first batch runs")
+    gate, batcher, blocker = await held(max_batch_size=8, max_delay_ms=0, queue_size=4)
     waiting = asyncio.create_task(batcher.submit_many([1, 2]))
     await eventually(lambda: batcher.depth == 2, "two requests queued")
     with pytest.raises(Overloaded, match="this needs 3") as error:
@@ -78,11 +80,7 @@ async def test_one_failing_part_fails_the_whole_group() -> None:
 
 
 async def test_stop_serves_a_group_left_over_from_the_last_batch() -> None:
-    gate = Gate()
-    batcher = Batcher(gate, max_batch_size=2, max_delay_ms=50, queue_size=100)
-    await batcher.start()
-    blocker = asyncio.create_task(batcher.submit(0))
-    await eventually(gate.running.is_set, "the first batch runs")
+    gate, batcher, blocker = await held(max_batch_size=2, max_delay_ms=50, queue_size=100)
     single = asyncio.create_task(batcher.submit(1))
     group = asyncio.create_task(batcher.submit_many([2, 3]))
     await eventually(lambda: batcher.depth == 3, "three requests queued")

@@ -10,6 +10,7 @@ import torch
 
 from model_store import build_generator, to_uint8
 from model_store.networks import make_config
+from model_store.networks.base import class_stem_sums
 
 SMALL = {
     "mlp": {"hidden": (32, 32), "resolution": 8, "channels": 1},
@@ -80,6 +81,17 @@ def test_feature_truncation_pulls_towards_the_class_average(arch: str) -> None:
         means = g.stem_means.clone()
         g.fit_stem_means()
         assert torch.equal(g.stem_means, means)
+
+
+def test_dcgan_shares_its_stem_across_classes_with_the_same_result() -> None:
+    torch.manual_seed(0)
+    config = {**SMALL["dcgan"], "num_classes": 3, "z_dim": 8, "conditioning": "cbn"}
+    g = build_generator("dcgan", config).eval()
+    for p in g.parameters():
+        p.data.add_(torch.randn_like(p) * 0.1)
+    z = torch.randn(32, 8)
+    with torch.no_grad():
+        assert torch.allclose(g.class_stem_sums(z), class_stem_sums(g, z), atol=1e-4)
 
 
 def test_bad_inputs_and_configs_are_refused() -> None:
