@@ -92,6 +92,7 @@ class Metrics:
             "dne_cache_bytes",
             "bytes of images held by the in-process cache (0 when the cache is Redis)",
             registry=r,
+            multiprocess_mode="livesum",  # each worker has its own cache: together
         )
         self.rejections = Counter(
             "dne_rejections",

@@ -101,6 +101,14 @@ def test_workers_share_metrics_readiness_and_drain_on_stop(
             if s.name == "dne_model_info"
         ]
         assert len([i for i in info if i["model"] == "emoji"]) == 1  # one series, not two
+        # Gauges add up (livesum): no series per worker process.
+        pids = [
+            s.name
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if "pid" in s.labels
+        ]
+        assert pids == []
     # SIGTERM with requests queued (1 s batches): they are answered, then it exits.
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         queued = [pool.submit(fresh_connection_get, url + "/random") for _ in range(6)]
