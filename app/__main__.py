@@ -18,6 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
 
+from app.access import LineWriter
 from app.main import create_app
 from app.server import server_config
 from app.settings import get_settings
@@ -46,7 +47,7 @@ def configure_logging(log_level: str) -> None:
     # uvicorn configures its own loggers only; this shows the service's (models loaded, warm).
     logging.basicConfig(level=log_level.upper(), format="%(levelname)-9s %(name)s: %(message)s")
     access = logging.getLogger("app.access")  # JSON lines, alone on stdout's lines
-    access.addHandler(logging.StreamHandler(sys.stdout))
+    access.addHandler(LineWriter(sys.stdout))
     access.setLevel(logging.INFO)
     access.propagate = False
 

@@ -14,9 +14,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
-from app.access import AccessLog
+from app.access import AccessLog, flush_access_log
 from app.clients import ClientAddresses, parse_networks
 from app.errors import NOSNIFF, install_error_handlers
+from app.hot_path import HotPath
 from app.latent_routes import router as latent_router
 from app.metrics import Metrics
 from app.middleware import (
@@ -75,6 +76,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await starting
             await service.stop()
+            flush_access_log()  # its last lines: uvicorn may end the process by a signal
 
     # FastAPIOffline: /docs and /redoc load their scripts from the app (a package ships
     # them), not from a CDN; no validator badge (it would send the schema's URL away).
@@ -92,6 +94,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC), name="static")  # the page's files
     install_openapi(app, settings)
     # Added innermost first: a request passes them bottom to top.
+    app.add_middleware(HotPath, fastapi=app)  # /random and pinned seeds: FastAPI skipped
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(BodyDeadline, timeout_s=settings.body_timeout_s)
     app.add_middleware(CancelOnDisconnect)

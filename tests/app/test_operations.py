@@ -231,3 +231,22 @@ async def test_a_client_that_leaves_takes_its_request_out_of_the_batch(
         assert (await r.client.get("/models/emoji/1/seed/12")).status_code == 200
     gone = [x for x in access_lines(caplog) if x["status"] == 499]
     assert len(gone) == 1 and gone[0]["route"] == "/models/{model}/{version}/seed/{seed}"
+
+
+def test_the_access_log_is_written_without_a_flush_per_line_yet_soon() -> None:
+    import logging
+    import os
+    import select
+
+    from app.access import LineWriter
+
+    read_end, write_end = os.pipe()
+    stream = os.fdopen(write_end, "w", buffering=1 << 16)  # block-buffered, as a pipe is
+    handler = LineWriter(stream)
+    record = logging.LogRecord("app.access", logging.INFO, __file__, 1, "one line", None, None)
+    handler.handle(record)
+    assert select.select([read_end], [], [], 0)[0] == []  # not flushed by the write itself
+    assert select.select([read_end], [], [], 5)[0] == [read_end]  # flushed soon all the same
+    assert os.read(read_end, 100) == b"one line\n"
+    stream.close()
+    os.close(read_end)

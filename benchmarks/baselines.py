@@ -1,0 +1,79 @@
+"""The serving suite's baselines (benchmarks/suite.py), each with the service's own server
+settings (HTTP parser, process count, torch threads), so a ratio measures the service:
+
+- ``naive``: what one would write instead: a FastAPI route that paints one image per
+  request (batch 1, the same model, precision and PNG level) in FastAPI's thread pool;
+- ``static``: the ceiling: a route that returns the same PNG bytes from a constant.
+
+    DNE_BASELINE=naive python benchmarks/baselines.py --port 8001 --workers 1 --http h11
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+from pathlib import Path
+
+from fastapi import FastAPI, Response
+
+MODE = os.environ.get("DNE_BASELINE", "static")
+app = FastAPI()
+
+if MODE == "naive":
+    import torch
+
+    from app.settings import get_settings
+    from model_store import ModelStore, autocast_dtype, seed_to_latent
+    from model_store.images import encode_png
+    from model_store.paint import paint
+
+    settings = get_settings()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    loaded = ModelStore(settings.model_store).load(
+        settings.model, settings.model_version, settings.torch_device()
+    )
+    generator = loaded.generator.to(memory_format=torch.channels_last)
+    dtype = autocast_dtype(settings.amp, loaded.device)
+    m = loaded.manifest
+
+    @app.get("/random")
+    def random_image() -> Response:
+        seed = secrets.randbelow(2**53)
+        z = seed_to_latent(seed, m.z_dim)[None]
+        label = seed % len(m.class_names) if m.conditional else None
+        pixels = paint(generator, m, z, [label], [1.0], [m.resolution], dtype)[0]
+        data = encode_png(pixels, settings.png_compress_level)
+        return Response(data, media_type="image/png", headers={"X-Seed": str(seed)})
+
+else:
+    DATA = Path(os.environ["DNE_STATIC_FILE"]).read_bytes() if MODE == "static" else b""
+
+    @app.get("/{path:path}")
+    async def constant(path: str) -> Response:
+        return Response(DATA, media_type="image/png")
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--http", default="h11")
+    args = parser.parse_args()
+    uvicorn.run(
+        "baselines:app",
+        host="127.0.0.1",
+        port=args.port,
+        workers=args.workers,
+        http=args.http,
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""A short run of the serving suite (benchmarks/suite.py) on the tests' tiny model: every
+server starts, every scenario is measured, the table and the JSON are written. The full
+run is not part of CI: it takes the machine for minutes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.app.conftest import build_store
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_a_short_run_of_the_suite_writes_its_table_and_json(tmp_path: Path) -> None:
+    store = build_store(tmp_path / "store").root
+    out = tmp_path / "serving"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/suite.py",
+            "--out", str(out),
+            "--seconds", "1",
+            "--warmup", "0.2",
+            "--concurrency", "1,8",
+            "--batches", "1,8",
+            "--component-seconds", "0.1",
+            "--client", "python",
+            "--note", "smoke run",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "DNE_MODEL_STORE": str(store), "DNE_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    [run] = json.loads(out.with_suffix(".json").read_text())
+    assert run["machine"]["cores"] == os.cpu_count() and run["machine"]["commit"]
+    cached = "/models/emoji/1/seed/42"
+    measured = {(p["server"], p["path"], p["connections"]) for p in run["points"]}
+    assert measured == {
+        (server, path, c)
+        for server, path in [
+            ("service", "/random"), ("service", cached), ("naive", "/random"), ("static", cached),
+        ]
+        for c in (1, 8)
+    }  # fmt: skip
+    for p in run["points"]:
+        assert p["req_s"] > 0 and p["non_2xx"] == 0, p
+        assert p["p50_ms"] <= p["p90_ms"] <= p["p99_ms"], p
+        assert p["rss_max_mb"] > 0 and p["server_cpu_cores"] > 0, p
+    fresh = [p for p in run["points"] if p["server"] == "service" and p["path"] == "/random"]
+    assert all(p["mean_batch"] >= 1 for p in fresh)
+    assert set(run["generator"]["img_s"]["fp32"]) == {"1", "8"}  # JSON keys are strings
+    assert {r["encoder"] for r in run["png"]} >= {"Pillow level 1", "Pillow level 6"}
+    text = out.with_suffix(".md").read_text()
+    assert "| fresh `/random`: connections |" in text and "| cached seed: connections |" in text
+    assert "cold start to /readyz" in text and "p50 at concurrency 1" in text
+    assert "smoke run" in text
