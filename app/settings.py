@@ -52,8 +52,10 @@ class Settings(BaseSettings):
     threads: int = Field(0, ge=0)  # torch CPU threads (0 = torch's default)
     # The batcher: up to max_batch_size requests per forward pass, waiting at most
     # max_delay_ms for a batch to fill; beyond queue_size waiting requests answer 503.
+    # 0: a batch is what queued while the previous one ran (measured on 2 CPU cores: 4 ms
+    # cost its 4 ms at concurrency 1 and gained nothing at 32; benchmarks/serving.md).
     max_batch_size: int = Field(64, ge=1, le=4096)
-    max_delay_ms: float = Field(4.0, ge=0, le=1000)
+    max_delay_ms: float = Field(0.0, ge=0, le=1000)
     queue_size: int = Field(1024, ge=1)
     # A request without its image this long after it was queued gets 503 (also while a
     # batch hangs: its thread cannot be killed, so /readyz says 503 until it returns).
