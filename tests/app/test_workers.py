@@ -19,6 +19,7 @@ from app.settings import Settings
 from app.workers import worker_count
 
 from .conftest import free_port
+from .test_api import metric
 from .test_process import start_app, wait_for
 
 pytestmark = pytest.mark.slow
@@ -51,14 +52,6 @@ def server_side_owner(server_port: int, client_port: int, pids: list[int]) -> in
             except OSError:
                 continue
     return None
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return s.value
-    raise AssertionError(f"{name} {labels} not exposed")
 
 
 @pytest.fixture
