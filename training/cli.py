@@ -11,8 +11,10 @@ import argparse
 import json
 import shlex
 import sys
-from dataclasses import MISSING, fields
+import textwrap
+from dataclasses import Field, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -43,6 +45,8 @@ from training.evaluation.protocol import __doc__ as PROTOCOL
 from training.export import RUN_INFO, export_run
 from training.loop import Trainer, device_name
 from training.metrics.inception import FID_INCEPTION_SHA256, InceptionWeightsError
+
+HELP_WIDTH = 88  # for the texts argparse shows as written (descriptions, epilogs)
 
 # What a user can get wrong (a path, a name, a mismatch): reported in one line, status 1.
 USER_ERRORS = (
@@ -168,31 +172,64 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train (or resume) a GAN on a data-set file",
-        description="Train a GAN. If --run-dir holds a checkpoint of the same run, training "
-        "resumes from it exactly (counters, optimizers, EMA and RNG states). Run under "
-        "torchrun for several processes (DistributedDataParallel; gloo on CPU).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=textwrap.fill(
+            "Train a GAN. If --run-dir holds a checkpoint of the same run, training resumes "
+            "from it exactly (counters, optimizers, EMA, data order). Run under torchrun for "
+            "several processes (DistributedDataParallel; gloo on CPU). Each option takes its "
+            "value from the command line if given, else from --preset's recipe, else the "
+            "default shown.",
+            HELP_WIDTH,
+        ),
+        epilog=presets_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--preset", choices=sorted(PRESETS), help="a named recipe: " + ", ".join(PRESETS)
-    )
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a named recipe (see below)")
     for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not MISSING else None
-        help_text = f"{f.metadata['help']} (default: {default!r})"
-        if f.type in ("bool", bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
-        else:
-            kind = {"int": int, "float": float, "str": str}[str(f.type)]
-            p.add_argument(flag, type=kind, help=help_text)
+        add_config_option(p, f)
     p.set_defaults(func=cmd_train)
+
+
+def add_config_option(parser: argparse.ArgumentParser, f: Field) -> None:
+    """One ``train`` option per config field: its help, choices and default from the field."""
+    flag = "--" + f.name.replace("_", "-")
+    meta = f.metadata
+    shown = "required" if meta.get("required") else f"default: {f.default!r}"
+    kw: dict[str, Any] = {"help": f"{meta['help']} ({shown})", "required": meta.get("required")}
+    if f.type in ("bool", bool):
+        parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+    else:
+        kind = {"int": int, "float": float, "str": str}[str(f.type)]
+        parser.add_argument(flag, type=kind, choices=meta.get("choices"), **kw)
+
+
+def presets_epilog() -> str:
+    lines = ["presets (what each sets; every other option keeps its default):"]
+    for name, values in PRESETS.items():
+        # No line breaks inside an option (a no-break space until wrapped).
+        settings = " ".join(as_option(k, v).replace(" ", "\xa0") for k, v in values.items())
+        lines.append(
+            textwrap.fill(
+                f"{name}: {settings}",
+                HELP_WIDTH,
+                initial_indent="  ",
+                subsequent_indent="    ",
+                break_on_hyphens=False,
+            )
+        )
+    return "\n".join(lines).replace("\xa0", " ")
+
+
+def as_option(name: str, value: Any) -> str:
+    """A config value as the option that sets it: ``--z-dim 100``, ``--no-conditional``."""
+    flag = name.replace("_", "-")
+    if isinstance(value, bool):
+        return f"--{flag}" if value else f"--no-{flag}"
+    return f"--{flag} {shlex.quote(str(value))}"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     given = {f.name: getattr(args, f.name, None) for f in fields(TrainConfig)}
     cfg = resolve_config(args.preset, given)
-    if not cfg.data or not cfg.run_dir:
-        raise ConfigError("train needs --data (a data-set file) and --run-dir")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     wants_cuda = cfg.device.startswith("cuda") or (
@@ -279,6 +316,15 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="measure a stored generator (FD/KID/precision/recall/C2ST/memorisation/Parzen)",
         description=PROTOCOL.split("\n\n", 1)[1],
+        epilog=textwrap.fill(
+            "Your own X: FD, KID and precision/recall need a feature network that knows your "
+            "data (emoji-features knows emoji only). Train one on your data set's classes, "
+            "then name it: `python -m training train-features --data data/cats.dne.gz --name "
+            "cats-features`, then `python -m training evaluate cats --data data/cats.dne.gz "
+            "--features cats-features`. It needs at least two classes (build-folder makes one "
+            "per first-level subfolder of your images).",
+            HELP_WIDTH,
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model", help="model name in the store, e.g. emoji")

@@ -7,8 +7,14 @@ metadata. Precedence: dataclass defaults < ``--preset`` < options given on the c
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
+
+from model_store import AMP_CHOICES, ARCHITECTURES
+from training.augment import AUGMENTATIONS, parse_policy
+from training.data.dataset import SKIN_TONE_MODES
+from training.discriminators import DISCRIMINATORS
+from training.losses import LOSSES
 
 
 class ConfigError(ValueError):
@@ -16,55 +22,101 @@ class ConfigError(ValueError):
 
 
 def opt(default: Any, help: str, **kw: Any) -> Any:
-    """A dataclass field with its command-line help."""
+    """A dataclass field with its command-line help and, optionally, ``choices``, a
+    ``minimum``, or ``required`` (the command line must give it)."""
     return field(default=default, metadata={"help": help, **kw})
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    data: str = opt("", "data-set file (from build-emoji or build-folder)")
-    run_dir: str = opt("", "run directory: config, checkpoints, samples and logs go here")
+    data: str = opt("", "data-set file (from build-emoji or build-folder)", required=True)
+    run_dir: str = opt(
+        "", "run directory: config, checkpoints, samples and logs go here", required=True
+    )
     # Networks
-    arch: str = opt("dcgan", "generator architecture (model_store registry: mlp, dcgan, resnet)")
+    arch: str = opt("dcgan", "generator architecture", choices=tuple(ARCHITECTURES))
     g_config: str = opt("{}", "generator config overrides as JSON, e.g. '{\"ngf\": 64}'")
-    d_arch: str = opt("projection", "discriminator: maxout, dcgan, projection, resnet")
+    d_arch: str = opt("projection", "discriminator", choices=tuple(DISCRIMINATORS))
     d_config: str = opt("{}", "discriminator config overrides as JSON, e.g. '{\"width\": 64}'")
-    z_dim: int = opt(128, "latent size")
+    z_dim: int = opt(128, "latent size", minimum=1)
     conditional: bool = opt(True, "condition on the data set's classes (if it has several)")
     # Objective and optimisation
-    loss: str = opt("hinge", "ns (the seed paper's, with -log D(G(z))) or hinge")
-    d_steps: int = opt(1, "discriminator steps per generator step (k in Algorithm 1)")
-    optimizer: str = opt("adam", "adam or sgd (sgd uses momentum)")
-    lr_g: float = opt(2e-4, "generator learning rate")
-    lr_d: float = opt(2e-4, "discriminator learning rate")
-    beta1: float = opt(0.5, "Adam beta1 (or SGD momentum)")
-    beta2: float = opt(0.999, "Adam beta2")
+    loss: str = opt("hinge", "ns (the seed paper's, with -log D(G(z))) or hinge", choices=LOSSES)
+    d_steps: int = opt(1, "discriminator steps per generator step (k in Algorithm 1)", minimum=1)
+    optimizer: str = opt("adam", "sgd uses momentum (beta1)", choices=("adam", "sgd"))
+    lr_g: float = opt(2e-4, "generator learning rate", minimum=0)
+    lr_d: float = opt(2e-4, "discriminator learning rate", minimum=0)
+    beta1: float = opt(0.5, "Adam beta1 (or SGD momentum)", minimum=0)
+    beta2: float = opt(0.999, "Adam beta2", minimum=0)
     lr_decay: float = opt(1.0, "multiply both learning rates by this every step (1 = off)")
-    r1_gamma: float = opt(0.0, "R1 penalty weight on real images (0 = off)")
-    augment: str = opt("color,translation,cutout", "DiffAugment policy ('' = off)")
-    ema_kimg: float = opt(10.0, "EMA half-life of the generator in thousands of images (0 = off)")
-    ema_rampup: float = opt(0.05, "EMA half-life at most this fraction of images seen (0 = off)")
+    r1_gamma: float = opt(0.0, "R1 penalty weight on real images (0 = off)", minimum=0)
+    augment: str = opt(
+        "color,translation,cutout", f"DiffAugment policy from {', '.join(AUGMENTATIONS)} ('' = off)"
+    )
+    ema_kimg: float = opt(
+        10.0, "EMA half-life of the generator in thousands of images (0 = off)", minimum=0
+    )
+    ema_rampup: float = opt(
+        0.05, "EMA half-life at most this fraction of images seen (0 = off)", minimum=0
+    )
     # Data
-    batch_size: int = opt(64, "images per step (per process when distributed)")
-    skin_tones: str = opt("drop", "emoji skin-tone variants: drop (base designs only) or keep")
+    batch_size: int = opt(64, "images per step (per process when distributed)", minimum=1)
+    skin_tones: str = opt(
+        "drop", "emoji skin-tone variants: base designs only, or all", choices=SKIN_TONE_MODES
+    )
     balance: bool = opt(False, "sample classes equally instead of by their share of the data")
     # Length and outputs
-    steps: int = opt(10_000, "generator steps to train in all (a resumed run continues to it)")
-    max_minutes: float = opt(0.0, "stop (with a checkpoint) after this many minutes (0 = off)")
-    sample_every: int = opt(500, "write a sample grid every N steps")
-    checkpoint_every: int = opt(1000, "write a checkpoint every N steps")
-    keep_checkpoints: int = opt(3, "how many recent checkpoints to keep")
-    log_every: int = opt(50, "append losses and timings to log.jsonl every N steps")
-    grid: int = opt(8, "sample grid edge (grid x grid images from fixed seeds)")
+    steps: int = opt(
+        10_000, "generator steps to train in all (a resumed run continues to it)", minimum=0
+    )
+    max_minutes: float = opt(
+        0.0, "stop (with a checkpoint) after this many minutes (0 = off)", minimum=0
+    )
+    sample_every: int = opt(500, "write a sample grid every N steps", minimum=1)
+    checkpoint_every: int = opt(1000, "write a checkpoint every N steps", minimum=1)
+    keep_checkpoints: int = opt(3, "how many recent checkpoints to keep", minimum=1)
+    log_every: int = opt(50, "append losses and timings to log.jsonl every N steps", minimum=1)
+    grid: int = opt(8, "sample grid edge (grid x grid images from fixed seeds)", minimum=1)
     # Machine
     device: str = opt("auto", "auto (cuda if available, else cpu), cpu or cuda[:n]")
-    amp: str = opt("auto", "autocast: auto (bf16 where supported), bf16, fp16 or none")
+    amp: str = opt(
+        "auto",
+        "autocast: auto (bf16 where the device has it natively), bf16 or none (fp32)",
+        choices=AMP_CHOICES,
+    )
     channels_last: bool = opt(True, "use channels_last memory format")
     compile: bool = opt(False, "torch.compile the networks (CUDA; no gain measured on CPU)")
-    threads: int = opt(0, "CPU threads for torch (0 = torch's default)")
-    seed: int = opt(0, "seed for weights, data order, latents and augmentation")
+    compile_mode: str = opt(
+        "default", "torch.compile mode (reduce-overhead: CUDA graphs)", choices=COMPILE_MODES
+    )
+    threads: int = opt(0, "CPU threads for torch (0 = torch's default)", minimum=0)
+    seed: int = opt(0, "seed for weights, data order, latents and augmentation", minimum=0)
     deterministic: bool = opt(False, "deterministic algorithms (bitwise-reproducible on CPU)")
     progress: bool = opt(True, "show a progress bar")
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            flag = "--" + f.name.replace("_", "-")
+            if "choices" in meta and value not in meta["choices"]:
+                known = ", ".join(meta["choices"])
+                raise ConfigError(f"{flag} must be one of {known}, got {value!r}")
+            if "minimum" in meta and value < meta["minimum"]:
+                raise ConfigError(f"{flag} must be at least {meta['minimum']}, got {value!r}")
+        for flag, text in (("--g-config", self.g_config), ("--d-config", self.d_config)):
+            try:
+                overrides = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{flag} is not JSON ({exc}): {text!r}") from None
+            if not isinstance(overrides, dict):
+                raise ConfigError(f"{flag} must be a JSON object, got {text!r}")
+        try:
+            parse_policy(self.augment)
+        except ValueError as exc:
+            raise ConfigError(f"--augment: {exc}") from None
 
     def generator_overrides(self) -> dict[str, Any]:
         return json.loads(self.g_config)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -15,6 +15,9 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    # A gloo group for small control messages (CPU tensors) when the main group is NCCL,
+    # so agreeing on a flag never waits for the GPU; None: the default group is gloo.
+    control: Any = field(default=None, compare=False, repr=False)
 
     @property
     def main(self) -> bool:
@@ -35,7 +38,8 @@ def init_distributed(device: str) -> Dist:
     if device.startswith("cuda"):
         torch.cuda.set_device(local_rank)
     dist.init_process_group(backend=backend)
-    return Dist(rank, world, local_rank)
+    control = dist.new_group(backend="gloo") if backend == "nccl" else None
+    return Dist(rank, world, local_rank, control)
 
 
 def gather_objects(d: Dist, value: Any) -> list[Any]:
@@ -45,6 +49,17 @@ def gather_objects(d: Dist, value: Any) -> list[Any]:
     out: list[Any] = [None] * d.world
     dist.all_gather_object(out, value)
     return out
+
+
+def any_rank(d: Dist, flag: bool) -> bool:
+    """True on every rank when ``flag`` is True on any rank. Every rank must call it at the
+    same point: ranks then take the same branch, and none waits in a collective the others
+    never enter (a stop decided per rank would deadlock at the next gradient all-reduce)."""
+    if not d.enabled:
+        return flag
+    vote = torch.tensor([int(flag)], dtype=torch.int32)
+    dist.all_reduce(vote, op=dist.ReduceOp.MAX, group=d.control)
+    return bool(vote.item())
 
 
 def barrier(d: Dist) -> None:

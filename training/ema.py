@@ -31,10 +31,15 @@ def ema_beta(batch_size: int, halflife_kimg: float, images_seen: int, rampup: fl
 
 @torch.no_grad()
 def update_ema(ema: nn.Module, model: nn.Module, beta: float) -> None:
-    for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
-        p_ema.lerp_(p.detach(), 1 - beta)
-    for b_ema, b in zip(ema.buffers(), model.buffers(), strict=True):
-        b_ema.copy_(b)
+    """ema <- beta * ema + (1 - beta) * model for the weights; buffers (BatchNorm
+    statistics) are copied. One multi-tensor kernel each, not one per tensor."""
+    ema_params, params = list(ema.parameters()), list(model.parameters())
+    ema_buffers, buffers = list(ema.buffers()), list(model.buffers())
+    if len(ema_params) != len(params) or len(ema_buffers) != len(buffers):
+        raise ValueError("the EMA copy and the model have different parameters")
+    torch._foreach_lerp_(ema_params, params, 1 - beta)
+    if buffers:  # an MLP generator has none
+        torch._foreach_copy_(ema_buffers, buffers)
 
 
 @torch.no_grad()

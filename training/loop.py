@@ -1,32 +1,44 @@
 """The training loop: Algorithm 1 of Goodfellow et al. (k discriminator steps, then one
 generator step), with the modern options (hinge loss, R1, DiffAugment, EMA), resumable
 exactly from its checkpoints.
+
+A step keeps the host ahead of the device: its random numbers are drawn in one go on the
+device (``draw_step``), nothing is copied to or read from the device inside it (losses
+stay tensors until a log line), the optimizers and the EMA use multi-tensor kernels, and
+with ``--compile`` every network call goes through the compiled modules.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
 import json
+import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from model_store import Generator, build_generator
-from training.augment import diff_augment
-from training.config import TrainConfig
+from model_store import Generator, autocast, autocast_dtype, build_generator
+from training.augment import diff_augment, num_params
+from training.config import ConfigError, TrainConfig
 from training.data import ImageDataset
 from training.discriminators import build_discriminator
-from training.distributed import Dist
+from training.distributed import Dist, any_rank
 from training.ema import ema_beta, update_ema, with_standing_stats
 from training.losses import d_loss_fake, d_loss_real, g_loss, r1_penalty
 from training.resume import resume_trainer, save_trainer
 from training.samples import sample_grid
+
+# cuBLAS is deterministic only with one of these workspace settings (CUDA docs); set
+# before the first cuBLAS call, so the trainer sets it before it touches CUDA.
+CUBLAS_WORKSPACES = (":4096:8", ":16:8")
 
 
 def resolve_device(name: str, d: Dist) -> torch.device:
@@ -37,46 +49,63 @@ def resolve_device(name: str, d: Dist) -> torch.device:
     return torch.device(name)
 
 
-def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast where the hardware has it. No fp16: on the GPUs we use bf16 is as fast
-    and needs no loss scaling (two GradScalers for a GAN is easy to get wrong)."""
-    if amp == "none":
-        return None
-    if amp == "bf16":
-        return torch.bfloat16
-    if amp != "auto":
-        raise ValueError(f"amp must be auto, bf16 or none, got {amp!r}")
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
-
-
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
+def use_deterministic_algorithms(device: torch.device) -> None:
+    """Deterministic kernels, and on CUDA the cuBLAS workspace they need (set if unset;
+    a value cuBLAS would not make deterministic is refused)."""
+    if device.type == "cuda":
+        workspace = os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACES[0])
+        if workspace not in CUBLAS_WORKSPACES:
+            raise ConfigError(
+                f"--deterministic on CUDA needs CUBLAS_WORKSPACE_CONFIG={CUBLAS_WORKSPACES[0]} "
+                f"(or {CUBLAS_WORKSPACES[1]}), but it is {workspace!r}"
+            )
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True)
+
+
+def stream_seed(seed: int, rank: int, step: int, stream: str) -> int:
+    """A seed for one random stream at one step: a pure function of its arguments, so the
+    draws of step n are the same after a resume, whatever device or process count saved it."""
+    key = f"{seed}/{rank}/{step}/{stream}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
+
+
+class StepDraws(NamedTuple):
+    """Every random number one step uses (B = batch size, k = discriminator steps)."""
+
+    real: torch.Tensor  # [k, B] rows of the data shown to D
+    labels: torch.Tensor  # [B] rows whose classes G is asked for in its step
+    z: torch.Tensor  # [k + 1, B, z_dim] latents: one batch per D step, then G's
+    aug_d: torch.Tensor  # [k, 2B, P] DiffAugment uniforms for reals then fakes
+    aug_g: torch.Tensor  # [B, P] DiffAugment uniforms for G's step
+
+
 class Trainer:
-    """Owns the networks, optimizers, RNGs and counters of one training run."""
+    """Owns the networks, optimizers and counters of one training run."""
 
     def __init__(self, cfg: TrainConfig, dataset: ImageDataset, d: Dist | None = None) -> None:
         d = d or Dist()
         self.cfg, self.dist = cfg, d
         self.run_dir = Path(cfg.run_dir)
         self.device = resolve_device(cfg.device, d)
-        self.amp = resolve_amp(cfg.amp, self.device)
-        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         if cfg.deterministic:
-            torch.use_deterministic_algorithms(True)
+            use_deterministic_algorithms(self.device)
+        elif self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels
+        self.amp = autocast_dtype(cfg.amp, self.device)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.setup_data(dataset)
         self.setup_networks()
-        # Separate RNG streams, each saved in checkpoints: data order, latents, augmentation.
-        rank_seed = cfg.seed * 1_000_003 + d.rank
-        self.data_gen = torch.Generator().manual_seed(rank_seed)
-        self.z_gen = torch.Generator(self.device).manual_seed(rank_seed + 1)
-        self.aug_gen = torch.Generator(self.device).manual_seed(rank_seed + 2)
+        self.gen = torch.Generator(self.device)  # reseeded every step: see draw_step
+        self.aug_params = num_params(cfg.augment)
         self.step, self.images_seen, self.wall_time_s = 0, 0, 0.0
+        self.saved_step = -1  # the step of the last checkpoint this run wrote or read
 
     # --- set-up -------------------------------------------------------------------------
 
@@ -90,9 +119,10 @@ class Trainer:
         real = ds.to_float(premultiply=self.channels == 4)  # [N, C, R, R] in [-1, 1]
         self.real = real.to(self.device).contiguous(memory_format=self.memory_format)
         self.labels = ds.labels.to(self.device)
-        counts = torch.bincount(ds.labels, minlength=len(ds.class_names)).clamp_min(1)
-        weights = 1.0 / counts[ds.labels] if cfg.balance else torch.ones(len(ds.labels))
-        self.sample_weights = weights.double()
+        self.sample_weights: torch.Tensor | None = None  # None: every image equally likely
+        if cfg.balance:
+            counts = torch.bincount(ds.labels, minlength=len(ds.class_names)).clamp_min(1)
+            self.sample_weights = (1.0 / counts[ds.labels]).to(self.device)
 
     def setup_networks(self) -> None:
         cfg = self.cfg
@@ -102,91 +132,137 @@ class Trainer:
             "channels": self.channels,
             "resolution": self.resolution,
         }
-        self.G: Generator = build_generator(
-            cfg.arch, {"z_dim": cfg.z_dim, **shape, **cfg.generator_overrides()}
-        ).to(self.device, memory_format=self.memory_format)
-        self.D: nn.Module = build_discriminator(
-            cfg.d_arch, {**shape, **cfg.discriminator_overrides()}
-        ).to(self.device, memory_format=self.memory_format)
+        try:
+            g = build_generator(
+                cfg.arch, {"z_dim": cfg.z_dim, **shape, **cfg.generator_overrides()}
+            )
+            d = build_discriminator(cfg.d_arch, {**shape, **cfg.discriminator_overrides()})
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"--g-config/--d-config: {exc}") from None
+        self.G: Generator = g.to(self.device, memory_format=self.memory_format)
+        self.D: nn.Module = d.to(self.device, memory_format=self.memory_format)
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False)
         self.opt_g = self.make_optimizer(self.G, cfg.lr_g)
         self.opt_d = self.make_optimizer(self.D, cfg.lr_d)
-        self.G_train: nn.Module = self.G
-        self.D_train: nn.Module = self.D
+        # BatchNorm in D must see reals and fakes in separate batches (Radford et al.);
+        # without it both go through D in one pass: one forward, one backward.
+        self.joint_d = not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in d.modules())
+        # G_step/D_step: the modules that train (DDP-wrapped when distributed); G_fwd/D_fwd:
+        # the same networks where no gradient reaches their weights (fakes for D, D in G's
+        # step). With --compile, every one of them is a compiled module.
+        self.G_step: nn.Module = self.G
+        self.D_step: nn.Module = self.D
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.G_train = DistributedDataParallel(self.G, device_ids=ids)
-            self.D_train = DistributedDataParallel(self.D, device_ids=ids)
-        if cfg.compile:
-            self.G_train = torch.compile(self.G_train)
-            self.D_train = torch.compile(self.D_train)
+            self.G_step = DistributedDataParallel(self.G, device_ids=ids)
+            self.D_step = DistributedDataParallel(self.D, device_ids=ids)
+        self.G_fwd, self.D_fwd = self.compiled(self.G), self.compiled(self.D)
+        if self.dist.enabled:
+            self.G_step, self.D_step = self.compiled(self.G_step), self.compiled(self.D_step)
+        else:
+            self.G_step, self.D_step = self.G_fwd, self.D_fwd
+
+    def compiled(self, module: nn.Module) -> nn.Module:
+        if not self.cfg.compile:
+            return module
+        return torch.compile(module, mode=self.cfg.compile_mode)
 
     def make_optimizer(self, module: nn.Module, lr: float) -> torch.optim.Optimizer:
+        """Adam or SGD, fused: one kernel for the whole update instead of one per tensor
+        (on 2 CPU cores fused Adam took 17 ms per G+D update where foreach took 23)."""
         cfg = self.cfg
         if cfg.optimizer == "adam":
-            return torch.optim.Adam(module.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2))
-        if cfg.optimizer == "sgd":
-            return torch.optim.SGD(module.parameters(), lr=lr, momentum=cfg.beta1)
-        raise ValueError(f"optimizer must be adam or sgd, got {cfg.optimizer!r}")
+            betas = (cfg.beta1, cfg.beta2)
+            return torch.optim.Adam(module.parameters(), lr=lr, betas=betas, fused=True)
+        return torch.optim.SGD(module.parameters(), lr=lr, momentum=cfg.beta1, fused=True)
 
     # --- one step -----------------------------------------------------------------------
 
-    def autocast(self) -> torch.autocast:
-        return torch.autocast(
-            self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None
+    def autocast(self) -> Any:
+        return autocast(self.device, self.amp)
+
+    def draw_step(self) -> StepDraws:
+        """This step's random numbers, drawn on the device from a generator seeded by
+        (seed, rank, step); the global RNG (dropout) is seeded the same way."""
+        cfg, b, k = self.cfg, self.cfg.batch_size, self.cfg.d_steps
+        rank, dev = self.dist.rank, self.device
+        torch.manual_seed(stream_seed(cfg.seed, rank, self.step, "global"))
+        gen = self.gen.manual_seed(stream_seed(cfg.seed, rank, self.step, "draws"))
+        rows = (k + 1) * b
+        if self.sample_weights is None:
+            idx = torch.randint(len(self.labels), (rows,), device=dev, generator=gen)
+        else:
+            idx = torch.multinomial(self.sample_weights, rows, replacement=True, generator=gen)
+        z = torch.randn(k + 1, b, cfg.z_dim, device=dev, generator=gen)
+        aug = torch.rand((2 * k + 1) * b, self.aug_params, device=dev, generator=gen)
+        return StepDraws(
+            real=idx[: k * b].view(k, b),
+            labels=idx[k * b :],
+            z=z,
+            aug_d=aug[: 2 * k * b].view(k, 2 * b, -1),
+            aug_g=aug[2 * k * b :],
         )
 
-    def real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        n = self.cfg.batch_size
-        idx = torch.multinomial(self.sample_weights, n, replacement=True, generator=self.data_gen)
-        idx = idx.to(self.device)
-        return self.real[idx], self.labels[idx] if self.num_classes else None
+    def augment(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        return diff_augment(x, self.cfg.augment, params) if self.aug_params else x
 
-    def latents(self) -> torch.Tensor:
-        n = self.cfg.batch_size
-        return torch.randn(n, self.cfg.z_dim, device=self.device, generator=self.z_gen)
+    def class_of(self, rows: torch.Tensor) -> torch.Tensor | None:
+        return self.labels[rows] if self.num_classes else None
 
-    def augment(self, x: torch.Tensor) -> torch.Tensor:
-        return diff_augment(x, self.cfg.augment, self.aug_gen) if self.cfg.augment else x
-
-    def d_step(self) -> dict[str, torch.Tensor]:
-        cfg = self.cfg
-        real, labels = self.real_batch()
+    def d_step(
+        self, real: torch.Tensor, labels: torch.Tensor | None, z: torch.Tensor, aug: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        cfg, b = self.cfg, len(real)
         with torch.no_grad(), self.autocast():
-            fake = self.G(self.latents(), labels)
+            fake = self.G_fwd(z, labels)  # fakes of the reals' classes
         self.D.requires_grad_(True)
         self.opt_d.zero_grad(set_to_none=True)
-        # Real and fake pass through D separately (as in the papers; BatchNorm in Radford's
-        # D sees one kind per batch). Under DDP the first backward skips the gradient
-        # all-reduce, the second reduces the sum.
-        no_sync = self.D_train.no_sync() if self.dist.enabled else _null()
-        with no_sync:
-            real = real.detach().requires_grad_(cfg.r1_gamma > 0)
+        real = real.detach().requires_grad_(cfg.r1_gamma > 0)
+        if self.joint_d:
             with self.autocast():
-                logits_real = self.D_train(self.augment(real), labels)
-                loss_real = d_loss_real(cfg.loss, logits_real.float())
-            r1 = r1_penalty(logits_real.float(), real) if cfg.r1_gamma > 0 else torch.zeros(())
-            (loss_real + cfg.r1_gamma / 2 * r1).backward()
-        with self.autocast():
-            logits_fake = self.D_train(self.augment(fake.detach()), labels)
-            loss_fake = d_loss_fake(cfg.loss, logits_fake.float())
-        loss_fake.backward()
+                both = self.augment(torch.cat([real, fake]), aug)
+                both_labels = None if labels is None else torch.cat([labels, labels])
+                logits = self.D_step(both, both_labels).float()
+            logits_real, logits_fake = logits[:b], logits[b:]
+            loss_real = d_loss_real(cfg.loss, logits_real)
+            loss_fake = d_loss_fake(cfg.loss, logits_fake)
+            r1 = self.r1(logits_real, real)
+            (loss_real + loss_fake + cfg.r1_gamma / 2 * r1).backward()
+        else:
+            # Under DDP the first backward skips the gradient all-reduce, the second
+            # reduces the sum.
+            with self.D_step.no_sync() if self.dist.enabled else contextlib.nullcontext():
+                with self.autocast():
+                    logits_real = self.D_step(self.augment(real, aug[:b]), labels).float()
+                loss_real = d_loss_real(cfg.loss, logits_real)
+                r1 = self.r1(logits_real, real)
+                (loss_real + cfg.r1_gamma / 2 * r1).backward()
+            with self.autocast():
+                logits_fake = self.D_step(self.augment(fake, aug[b:]), labels).float()
+            loss_fake = d_loss_fake(cfg.loss, logits_fake)
+            loss_fake.backward()
         self.opt_d.step()
         return {
             "loss_d_real": loss_real.detach(),
             "loss_d_fake": loss_fake.detach(),
-            "logit_real": logits_real.detach().float().mean(),
-            "logit_fake": logits_fake.detach().float().mean(),
+            "logit_real": logits_real.detach().mean(),
+            "logit_fake": logits_fake.detach().mean(),
             "r1": r1.detach(),
         }
 
-    def g_step(self) -> dict[str, torch.Tensor]:
-        _, labels = self.real_batch()  # fake classes follow the data's class distribution
+    def r1(self, logits_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        if self.cfg.r1_gamma > 0:
+            return r1_penalty(logits_real, real)
+        return torch.zeros((), device=self.device)
+
+    def g_step(
+        self, labels: torch.Tensor | None, z: torch.Tensor, aug: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         self.D.requires_grad_(False)
         self.opt_g.zero_grad(set_to_none=True)
         with self.autocast():
-            fake = self.G_train(self.latents(), labels)
-            loss = g_loss(self.cfg.loss, self.D(self.augment(fake), labels).float())
+            fake = self.G_step(z, labels)
+            loss = g_loss(self.cfg.loss, self.D_fwd(self.augment(fake, aug), labels).float())
         loss.backward()
         self.opt_g.step()
         return {"loss_g": loss.detach()}
@@ -197,10 +273,13 @@ class Trainer:
         for opt, lr in ((self.opt_g, cfg.lr_g), (self.opt_d, cfg.lr_d)):
             for group in opt.param_groups:
                 group["lr"] = lr * lr_scale
+        draws = self.draw_step()
         stats: dict[str, torch.Tensor] = {}
-        for _ in range(cfg.d_steps):
-            stats = self.d_step()
-        stats |= self.g_step()
+        for i in range(cfg.d_steps):
+            rows = draws.real[i]
+            stats = self.d_step(self.real[rows], self.class_of(rows), draws.z[i], draws.aug_d[i])
+        # Fake classes follow the data's class distribution (rows drawn as for reals).
+        stats |= self.g_step(self.class_of(draws.labels), draws.z[-1], draws.aug_g)
         self.step += 1
         self.images_seen += cfg.batch_size * self.dist.world * cfg.d_steps  # reals shown to D
         beta = ema_beta(
@@ -212,9 +291,10 @@ class Trainer:
     # --- the run ------------------------------------------------------------------------
 
     def fit(self) -> None:
-        """Train to ``cfg.steps`` (or ``max_minutes``), logging, sampling, checkpointing."""
+        """Train to ``cfg.steps`` (or ``max_minutes``, or a stop signal), logging, sampling
+        and checkpointing; the last step is always saved, once."""
         cfg, main = self.cfg, self.dist.main
-        stop = _StopFlag()
+        stop = _StopSignal()
         started = last_time = time.perf_counter()
         last_seen, totals, count = self.images_seen, {}, 0
         bar = tqdm(
@@ -226,34 +306,38 @@ class Trainer:
         )
         if main and self.step == 0:
             self.write_samples()
-        while self.step < cfg.steps and not stop.requested:
-            for key, value in self.train_step().items():
-                totals[key] = totals.get(key, 0) + value
-            count += 1
-            bar.update(1)
-            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                now = time.perf_counter()
-                self.wall_time_s += now - last_time
-                rate = (self.images_seen - last_seen) / max(now - last_time, 1e-9)
-                record = self.log_record(totals, count, rate)
-                if main:
-                    self.append_log(record)
-                    shown = ("loss_d_real", "loss_d_fake", "loss_g", "img_per_s")
-                    bar.set_postfix({k: f"{record[k]:.3g}" for k in shown})
-                last_time, last_seen, totals, count = now, self.images_seen, {}, 0
-            if main and self.step % cfg.sample_every == 0:
-                self.write_samples()
-            out_of_time = cfg.max_minutes and time.perf_counter() - started > cfg.max_minutes * 60
-            if out_of_time:
-                stop.requested = True
-            if self.step % cfg.checkpoint_every == 0 or stop.requested:
-                self.save()
+        try:
+            while self.step < cfg.steps:
+                for key, value in self.train_step().items():
+                    totals[key] = totals.get(key, 0) + value
+                count += 1
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    now = time.perf_counter()
+                    self.wall_time_s += now - last_time
+                    rate = (self.images_seen - last_seen) / max(now - last_time, 1e-9)
+                    record = self.log_record(totals, count, rate)
+                    if main:
+                        self.append_log(record)
+                        shown = ("loss_d_real", "loss_d_fake", "loss_g", "img_per_s")
+                        bar.set_postfix({k: f"{record[k]:.3g}" for k in shown})
+                    last_time, last_seen, totals, count = now, self.images_seen, {}, 0
+                if main and self.step % cfg.sample_every == 0:
+                    self.write_samples()
+                # Rank 0's clock decides the time limit; a signal to any rank stops all.
+                elapsed = time.perf_counter() - started
+                out_of_time = main and bool(cfg.max_minutes) and elapsed > cfg.max_minutes * 60
+                if any_rank(self.dist, stop.requested or out_of_time):
+                    break
+                if self.step % cfg.checkpoint_every == 0:
+                    self.save()
+        finally:
+            stop.restore()
         self.wall_time_s += time.perf_counter() - last_time
         bar.close()
         self.save()
         if main:
             self.write_samples()
-        stop.restore()
 
     def log_record(self, totals: dict[str, torch.Tensor], count: int, rate: float) -> dict:
         record: dict[str, Any] = {
@@ -289,15 +373,7 @@ class Trainer:
         resume_trainer(self, path)
 
 
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-class _StopFlag:
+class _StopSignal:
     """SIGINT/SIGTERM ask the loop to stop after the current step, with a checkpoint."""
 
     def __init__(self) -> None:

@@ -155,12 +155,18 @@ def save_dataset(ds: ImageDataset, path: Path) -> None:
 def load_dataset(path: Path) -> ImageDataset:
     path = Path(path)
     try:
-        raw = gzip.decompress(path.read_bytes())
+        compressed = path.read_bytes()
+    except FileNotFoundError:
+        raise DatasetError(
+            f"{path}: no such data-set file (make one with build-emoji or build-folder)"
+        ) from None
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        raw = gzip.decompress(compressed)
         (header_len,) = struct.unpack("<Q", raw[:8])
         meta = json.loads(json.loads(raw[8 : 8 + header_len])["__metadata__"]["dne"])
         tensors = load_tensors(raw)
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: no such data-set file") from None
     except (OSError, EOFError, ValueError, KeyError, struct.error) as exc:
         raise DatasetError(f"{path}: not a data-set file written by save_dataset ({exc})") from exc
     return ImageDataset(
