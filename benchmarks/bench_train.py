@@ -6,14 +6,25 @@
 Each preset runs ``--warmup`` untimed steps, then ``--steps`` timed ones, in one process,
 one after the other, so the ratios between presets are fair on a noisy shared machine.
 Pause other work first (``kill -STOP``); the load average is recorded beside the table.
+
+Before and after a change, in one run: check the old commit out beside this one and
+name it with ``--baseline``; each preset is then measured in fresh processes, old code
+and this checkout's code taking turns (``--repeat`` rounds), and the table gives both
+and their ratio:
+
+    git worktree add --detach /tmp/before <old commit>
+    python benchmarks/bench_train.py --data ... --baseline /tmp/before --repeat 2
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,11 +38,14 @@ from training.config import PRESETS, TrainConfig
 from training.data import load_dataset
 from training.loop import Trainer, device_name
 
+HERE = Path(__file__).resolve().parent.parent  # this checkout
+
 
 def measure(preset: str, args: argparse.Namespace, data) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as run_dir:
         values = {**PRESETS[preset], "data": str(args.data), "run_dir": run_dir}
         values |= {"device": args.device, "batch_size": args.batch_size, "progress": False}
+        values |= {"compile": args.compile}
         cfg = replace(TrainConfig(), **values)
         trainer = Trainer(cfg, data)
         for _ in range(args.warmup):
@@ -44,6 +58,8 @@ def measure(preset: str, args: argparse.Namespace, data) -> dict[str, object]:
         elapsed = time.perf_counter() - start
     return {
         "preset": preset,
+        "batch_size": args.batch_size,
+        "compile": args.compile,
         "arch": f"{cfg.arch} G / {cfg.d_arch} D",
         "amp": str(trainer.amp).replace("torch.", "") if trainer.amp else "fp32",
         "img_s": (trainer.images_seen - seen) / elapsed,
@@ -57,37 +73,100 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def measured_in(code: Path, preset: str, args: argparse.Namespace) -> dict[str, object]:
+    """One measurement in a fresh process importing ``training`` from ``code``."""
+    command = [sys.executable, __file__, "--data", str(args.data), "--presets", preset]
+    command += ["--device", args.device, "--batch-size", str(args.batch_size)]
+    command += ["--threads", str(args.threads), "--warmup", str(args.warmup)]
+    command += ["--steps", str(args.steps), "--json", *(["--compile"] if args.compile else [])]
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)[0]
+
+
+def compare(args: argparse.Namespace) -> tuple[list[str], str]:
+    """Old code (``--baseline``) and this checkout, taking turns per preset."""
+    rows, device = [], ""
+    for preset in args.presets.split(","):
+        runs: dict[str, list[dict]] = {"before": [], "after": []}
+        for _ in range(args.repeat):
+            runs["before"].append(measured_in(args.baseline, preset, args))
+            runs["after"].append(measured_in(HERE, preset, args))
+        ms = {k: statistics.median(r["step_ms"] for r in v) for k, v in runs.items()}
+        img = {k: statistics.median(r["img_s"] for r in v) for k, v in runs.items()}
+        r = runs["after"][0]
+        device = str(r["device"])
+        rows.append(
+            f"| {preset} | {r['arch']} | {r['amp']} | {img['before']:.0f} | {img['after']:.0f} "
+            f"| {ms['before']:.0f} | {ms['after']:.0f} | {ms['before'] / ms['after']:.2f}x |"
+        )
+    return [
+        f"Before: `{args.baseline}` ({git_commit(args.baseline)}); after: this checkout "
+        f"({git_commit(HERE)}); medians of {args.repeat} runs each, taking turns.",
+        "",
+        "| preset | networks | autocast | before img/s | after img/s | before ms/step "
+        "| after ms/step | speed-up |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+        *rows,
+    ], device
+
+
+def git_commit(path: Path) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return done.stdout.strip() or "not a git checkout"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="data-set file (build-emoji)")
     parser.add_argument("--presets", default="goodfellow,dcgan,sngan,resnet")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the networks")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--baseline", type=Path, help="a checkout of the code to compare with")
+    parser.add_argument("--repeat", type=int, default=2, help="rounds with --baseline")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON only")
     parser.add_argument("--out", type=Path, help="Markdown file to append the results to")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    data = load_dataset(args.data)
-    rows = [measure(p, args, data) for p in args.presets.split(",")]
+    load_before = os.getloadavg()
+    if args.baseline:
+        table, device = compare(args)
+    else:
+        data = load_dataset(args.data)
+        rows = [measure(p, args, data) for p in args.presets.split(",")]
+        if args.json:
+            print(json.dumps(rows))
+            return 0
+        device = str(rows[0]["device"])
+        table = [
+            "| preset | networks | autocast | images/s | ms/step |",
+            "|---|---|---|---:|---:|",
+            *(
+                f"| {r['preset']} | {r['arch']} | {r['amp']} | {r['img_s']:.0f} "
+                f"| {r['step_ms']:.0f} |"
+                for r in rows
+            ),
+        ]
     load = os.getloadavg()
+    threads = args.threads or torch.get_num_threads()
     lines = [
-        f"### {dt.date.today()} on {platform.node()} ({rows[0]['device']}, "
-        f"{os.cpu_count()} CPUs, torch {torch.__version__})",
+        f"### {dt.date.today()} on {platform.node()} ({args.device} device, {threads} torch "
+        f"threads, {os.cpu_count()} CPUs, torch {torch.__version__})",
         "",
         f"Command: `python {' '.join(sys.argv)}`  ",
-        f"Data: {data.describe()}; batch {args.batch_size}, {args.warmup} warm-up + "
-        f"{args.steps} timed steps per preset; load average after: "
-        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
+        f"Batch {args.batch_size}, {args.warmup} warm-up + {args.steps} timed steps per "
+        f"preset; load average before: {load_before[0]:.2f} {load_before[1]:.2f} "
+        f"{load_before[2]:.2f}, after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
+        f"({device})",
         "",
-        "| preset | networks | autocast | images/s | ms/step |",
-        "|---|---|---|---:|---:|",
-        *(
-            f"| {r['preset']} | {r['arch']} | {r['amp']} | {r['img_s']:.0f} | {r['step_ms']:.0f} |"
-            for r in rows
-        ),
+        *table,
         "",
     ]
     text = "\n".join(lines)

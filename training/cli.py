@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from model_store import DEFAULT_ROOT, ModelStore, StoreError, sha256_file
+from training import preflight
 from training.atomic import write_atomic
 from training.checkpoint import RunError, latest_checkpoint
 from training.config import PRESETS, ConfigError, TrainConfig, resolve_config
@@ -31,7 +32,7 @@ from training.data import (
     load_dataset,
 )
 from training.data.mnist import SPLIT_SEED, SPLITS, build_mnist
-from training.distributed import init_distributed, shutdown
+from training.distributed import Dist, init_distributed, shutdown
 from training.evaluation import (
     PARZEN_SAMPLES,
     EvalOptions,
@@ -43,8 +44,9 @@ from training.evaluation import (
 from training.evaluation.features import store_feature_net, train_feature_net
 from training.evaluation.protocol import __doc__ as PROTOCOL
 from training.export import RUN_INFO, export_run
-from training.loop import Trainer, device_name
+from training.loop import Trainer, device_name, resolve_device
 from training.metrics.inception import FID_INCEPTION_SHA256, InceptionWeightsError
+from training.transfer import PART_BYTES, import_model, pack_version
 
 HELP_WIDTH = 88  # for the texts argparse shows as written (descriptions, epilogs)
 
@@ -73,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate(sub)
     add_train_features(sub)
     add_build_mnist(sub)
+    add_preflight(sub)
+    add_pack_model(sub)
+    add_import_model(sub)
     return parser
 
 
@@ -189,12 +194,14 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
 
-def add_config_option(parser: argparse.ArgumentParser, f: Field) -> None:
-    """One ``train`` option per config field: its help, choices and default from the field."""
+def add_config_option(parser: argparse.ArgumentParser, f: Field, required: bool = True) -> None:
+    """One option per config field: its help, choices and default from the field.
+    ``required=False``: no option is required (a command that needs no run directory)."""
     flag = "--" + f.name.replace("_", "-")
     meta = f.metadata
-    shown = "required" if meta.get("required") else f"default: {f.default!r}"
-    kw: dict[str, Any] = {"help": f"{meta['help']} ({shown})", "required": meta.get("required")}
+    needed = bool(meta.get("required")) and required
+    shown = "required" if needed else f"default: {f.default!r}"
+    kw: dict[str, Any] = {"help": f"{meta['help']} ({shown})", "required": needed}
     if f.type in ("bool", bool):
         parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
     else:
@@ -450,4 +457,116 @@ def cmd_train_features(args: argparse.Namespace) -> int:
     store = ModelStore(args.store)
     manifest = store_feature_net(store, args.name, ds, args.data, net, figures, recipe)
     print(f"stored {manifest.ref} in {args.store}: {figures}")
+    return 0
+
+
+# --- moving runs between machines -------------------------------------------------------
+
+
+def add_preflight(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "preflight",
+        help="check a machine before a long run: device, compiled vs eager, moving devices",
+        description=textwrap.fill(
+            "Before spending scarce GPU minutes: report the device, take one step compiled "
+            "and eagerly (and eagerly in fp32, the precision's own noise) from the same state "
+            "and say whether they agree, and move a short run between devices "
+            "(--move-devices), resuming each time. Takes the same options as train "
+            "(--run-dir is not needed); writes one JSON file. A failing check is recorded, "
+            "not raised.",
+            HELP_WIDTH,
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a named recipe (see train)")
+    for f in fields(TrainConfig):
+        add_config_option(p, f, required=f.name != "run_dir")
+    p.add_argument("--out", type=Path, required=True, help="JSON file to write (required)")
+    p.add_argument(
+        "--move-devices",
+        default="",
+        help="comma-separated devices to move a 2-step run through, e.g. cpu,cuda,cpu "
+        "(default: none)",
+    )
+    p.add_argument(
+        "--compile-check",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="compare a compiled step with an eager one (default: True)",
+    )
+    p.set_defaults(func=cmd_preflight)
+
+
+def cmd_preflight(args: argparse.Namespace) -> int:
+    given = {f.name: getattr(args, f.name, None) for f in fields(TrainConfig)}
+    cfg = resolve_config(args.preset, given | {"run_dir": given["run_dir"] or "."})
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    data = load_dataset(Path(cfg.data))
+    device = resolve_device(cfg.device, Dist())
+    checks: dict[str, Any] = {"device": preflight.device_report(device), "config": cfg.to_dict()}
+    stages: list[tuple[str, Any]] = []
+    if args.compile_check:
+        stages.append(("compiled_vs_eager", lambda: preflight.compiled_vs_eager(cfg, data)))
+    if args.move_devices:
+        devices = args.move_devices.split(",")
+        stages.append(("moved_run", lambda: preflight.moved_run(cfg, data, devices)))
+    for name, stage in stages:
+        print(f"preflight: {name} ...", file=sys.stderr)
+        try:
+            checks[name] = stage()
+        except Exception as exc:  # a failed check is a finding: record it, go on
+            checks[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        print(f"preflight: {name}: {json.dumps(checks[name])[:300]}", file=sys.stderr)
+    write_atomic(args.out, json.dumps(checks, indent=1, default=str) + "\n")
+    return 0
+
+
+def add_pack_model(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pack-model",
+        help="pack a stored model version into files of bounded size with SHA256SUMS",
+        description="Write <store>/<name>/<version> into OUT as model.tar, or as "
+        "model.tar.part-NN files when it is bigger than --part-mib, with SHA256SUMS. "
+        "import-model checks and stores it on another machine.",
+    )
+    p.add_argument("model", help="model name in the store")
+    p.add_argument("--version", default="latest", help="version number or latest")
+    p.add_argument("--store", type=Path, default=DEFAULT_ROOT, help="model store folder")
+    p.add_argument("--out", type=Path, required=True, help="folder to write into (required)")
+    p.add_argument("--part-mib", type=float, default=PART_BYTES / 2**20, help="largest file, MiB")
+    p.set_defaults(func=cmd_pack_model)
+
+
+def cmd_pack_model(args: argparse.Namespace) -> int:
+    folder = ModelStore(args.store).resolve(args.model, args.version)
+    for path in pack_version(folder, args.out, int(args.part_mib * 2**20)):
+        print(f"wrote {path} ({path.stat().st_size} bytes)")
+    return 0
+
+
+def add_import_model(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "import-model",
+        help="store a model packed by pack-model (e.g. a GPU run's result) as a new version",
+        description="Check every sha256 in FOLDER/SHA256SUMS, reassemble model.tar, load the "
+        "model with the store's checks and store it as the next version of --name. Then "
+        "evaluate it: python -m training evaluate NAME --version N --data ...",
+    )
+    p.add_argument(
+        "folder", type=Path, help="the folder holding model.tar(.part-NN) and SHA256SUMS"
+    )
+    p.add_argument("--name", help="name in the store (default: the packed model's own)")
+    p.add_argument("--version", type=int, help="version number (default: next free)")
+    p.add_argument("--store", type=Path, default=DEFAULT_ROOT, help="model store folder")
+    p.set_defaults(func=cmd_import_model)
+
+
+def cmd_import_model(args: argparse.Namespace) -> int:
+    manifest = import_model(args.folder, ModelStore(args.store), args.name, args.version)
+    print(f"stored {manifest.ref} in {args.store}; evaluate it with:")
+    print(
+        f"  python -m training evaluate {manifest.name} --version {manifest.version} "
+        "--data data/emoji.dne.gz"
+    )
     return 0
