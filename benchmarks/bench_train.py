@@ -32,6 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from report import publish
 from tqdm import tqdm
 
 from training.config import PRESETS, TrainConfig
@@ -169,11 +170,7 @@ def main() -> int:
         *table,
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        with args.out.open("a") as f:
-            f.write(text + "\n")
+    publish(lines, args.out)
     return 0
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from report import publish
 from torch.profiler import ProfilerActivity, profile, record_function
 
 import training.loop as loop
@@ -158,11 +159,7 @@ def main() -> int:
         ),
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        with args.out.open("a") as f:
-            f.write(text + "\n")
+    publish(lines, args.out)
     return 0
 
 

@@ -75,3 +75,21 @@ def test_agreement_check_finds_two_eager_steps_from_one_state_identical(
     assert result["agree"] and result["difference"] == {"loss": 0.0, "image": 0.0}
     assert result["precision_noise"]["loss"] > 0  # bf16 differs from fp32
     assert result["losses_eager"] == result["losses_compiled"]
+
+
+def test_a_small_model_travels_as_one_archive_and_keeps_its_record(tmp_path: Path) -> None:
+    from model_store import TrainingInfo, build_generator
+    from training.transfer import ARCHIVE, import_model, pack_version
+
+    there, here = ModelStore(tmp_path / "there"), ModelStore(tmp_path / "here")
+    generator = build_generator("dcgan", {"ngf": 8, "resolution": 16, "z_dim": 8}).eval()
+    training = TrainingInfo(steps=7, device="NVIDIA H100 80GB HBM3", command="gpu-train")
+    there.save(generator, name="emoji", training=training, metrics={"fd": 1.0})
+    here.save(generator, name="emoji")  # version 1 exists here already
+    written = pack_version(there.resolve("emoji"), tmp_path / "out")
+    assert sorted(p.name for p in written) == sorted([ARCHIVE, SUMS])
+    manifest = import_model(tmp_path / "out", here)
+    assert (manifest.name, manifest.version) == ("emoji", 2)
+    assert manifest.training.device == "NVIDIA H100 80GB HBM3"
+    assert manifest.metrics == {"fd": 1.0} and manifest.training.steps == 7
+    assert manifest.weights_sha256 == there.manifest("emoji").weights_sha256
