@@ -52,11 +52,12 @@ def measure(preset: str, args: argparse.Namespace, data) -> dict[str, object]:
         for _ in range(args.warmup):
             trainer.train_step()
         sync(trainer.device)
-        seen, start = trainer.images_seen, time.perf_counter()
+        seen, start, cpu_start = trainer.images_seen, time.perf_counter(), time.process_time()
         for _ in tqdm(range(args.steps), desc=preset, unit="step", leave=False):
             trainer.train_step()
         sync(trainer.device)
         elapsed = time.perf_counter() - start
+        cpu = time.process_time() - cpu_start
     return {
         "preset": preset,
         "batch_size": args.batch_size,
@@ -65,6 +66,9 @@ def measure(preset: str, args: argparse.Namespace, data) -> dict[str, object]:
         "amp": str(trainer.amp).replace("torch.", "") if trainer.amp else "fp32",
         "img_s": (trainer.images_seen - seen) / elapsed,
         "step_ms": 1000 * elapsed / args.steps,
+        # CPU time of this process: the work done, whatever else the machine runs (with
+        # one torch thread it is the step time of an idle machine, or close to it).
+        "cpu_ms": 1000 * cpu / args.steps,
         "device": device_name(trainer.device),
     }
 
@@ -93,21 +97,25 @@ def compare(args: argparse.Namespace) -> tuple[list[str], str]:
         for _ in range(args.repeat):
             runs["before"].append(measured_in(args.baseline, preset, args))
             runs["after"].append(measured_in(HERE, preset, args))
-        ms = {k: statistics.median(r["step_ms"] for r in v) for k, v in runs.items()}
-        img = {k: statistics.median(r["img_s"] for r in v) for k, v in runs.items()}
+        med = {
+            key: {k: statistics.median(r[key] for r in v) for k, v in runs.items()}
+            for key in ("step_ms", "cpu_ms")
+        }
         r = runs["after"][0]
         device = str(r["device"])
+        ms, cpu = med["step_ms"], med["cpu_ms"]
         rows.append(
-            f"| {preset} | {r['arch']} | {r['amp']} | {img['before']:.0f} | {img['after']:.0f} "
-            f"| {ms['before']:.0f} | {ms['after']:.0f} | {ms['before'] / ms['after']:.2f}x |"
+            f"| {preset} | {r['arch']} | {r['amp']} | {ms['before']:.0f} | {ms['after']:.0f} "
+            f"| {ms['before'] / ms['after']:.2f}x | {cpu['before']:.0f} | {cpu['after']:.0f} "
+            f"| {cpu['before'] / cpu['after']:.2f}x |"
         )
     return [
         f"Before: `{args.baseline}` ({git_commit(args.baseline)}); after: this checkout "
         f"({git_commit(HERE)}); medians of {args.repeat} runs each, taking turns.",
         "",
-        "| preset | networks | autocast | before img/s | after img/s | before ms/step "
-        "| after ms/step | speed-up |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "| preset | networks | autocast | wall ms/step before | after | speed-up "
+        "| CPU ms/step before | after | speed-up |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
         *rows,
     ], device
 
@@ -147,11 +155,13 @@ def main() -> int:
             return 0
         device = str(rows[0]["device"])
         table = [
-            "| preset | networks | autocast | images/s | ms/step |",
-            "|---|---|---|---:|---:|",
+            "| preset | networks | autocast | batch | compiled | images/s | ms/step "
+            "| CPU ms/step |",
+            "|---|---|---|---:|---|---:|---:|---:|",
             *(
-                f"| {r['preset']} | {r['arch']} | {r['amp']} | {r['img_s']:.0f} "
-                f"| {r['step_ms']:.0f} |"
+                f"| {r['preset']} | {r['arch']} | {r['amp']} | {r['batch_size']} "
+                f"| {'yes' if r['compile'] else 'no'} | {r['img_s']:.0f} | {r['step_ms']:.1f} "
+                f"| {r['cpu_ms']:.1f} |"
                 for r in rows
             ),
         ]
