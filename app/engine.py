@@ -73,9 +73,22 @@ class Engine:
         )
 
     def warm_up(self, batch_sizes: tuple[int, ...] = (1, 8)) -> None:
-        """Run the shapes traffic will use, so the first users do not pay for set-up
-        (truncated rows: the generator's stem means are computed on first use)."""
+        """Run the shapes traffic will use, so the first users do not pay for set-up.
+        Untruncated rows: truncation's class means are ``fit_truncation``'s job."""
         zeros = torch.zeros(self.manifest.z_dim)
         label = 0 if self.manifest.conditional else None
         for n in batch_sizes:
-            self.run([ImageRequest(zeros, label, 0.5, self.manifest.resolution)] * n)
+            self.run([ImageRequest(zeros, label, 1.0, self.manifest.resolution)] * n)
+
+    @property
+    def truncation_fitted(self) -> bool:
+        """Whether a truncated row (ψ ≠ 1) can be painted without computing anything first."""
+        g = self.generator
+        return g.truncation_mode != "feature_avg" or g.stem_means is not None
+
+    def fit_truncation(self) -> None:
+        """The class feature means ``feature_avg`` truncation pulls towards: a fixed draw
+        through the stem (model_store/networks/base.py), seconds on a loaded CPU, so the
+        service computes them after warm-up, beside untruncated traffic."""
+        if not self.truncation_fitted:
+            self.generator.fit_stem_means()

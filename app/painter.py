@@ -41,7 +41,7 @@ class Painter:
 
         async def make() -> bytes:
             requests = [ImageRequest(s.latent, s.label, s.psi, s.size) for s in specs]
-            frames = await specs[0].model.batcher.submit_many(requests)
+            frames = await specs[0].model.paint(requests)
             return await asyncio.to_thread(encode, frames)
 
         if key is None:
@@ -52,7 +52,8 @@ class Painter:
         """[H, W, C] uint8: one row of the model's next batch."""
         request = ImageRequest(spec.latent, spec.label, spec.psi, spec.size)
         note(model=spec.model.manifest.ref)
-        return await spec.model.batcher.submit(request, lambda size: note(batch_size=size))
+        [pixels] = await spec.model.paint([request], lambda size: note(batch_size=size))
+        return pixels
 
     async def _paint(self, spec: ImageSpec) -> bytes:
         pixels = await self.pixels(spec)

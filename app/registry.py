@@ -60,6 +60,26 @@ class ServedModel:
     manifest: Manifest
     engine: Engine
     batcher: Batcher[ImageRequest, np.ndarray]
+    # Truncation's class means, computed in the background after warm-up (None: nothing
+    # to compute). Only rows at ψ ≠ 1 wait for them.
+    truncation: asyncio.Task[None] | None = None
+
+    async def paint(
+        self, requests: list[ImageRequest], on_batch: Callable[[int], None] | None = None
+    ) -> list[np.ndarray]:
+        """Pixels for ``requests`` from this model's batcher, in order; truncated rows
+        first wait (at most the batcher's timeout) for the class means."""
+        fitting = self.truncation
+        if fitting is not None and not fitting.done() and any(r.psi != 1.0 for r in requests):
+            try:
+                await asyncio.wait_for(asyncio.shield(fitting), self.batcher.timeout_s)
+            except TimeoutError:
+                raise Overloaded(
+                    "not_ready", "truncation is still warming up; try again shortly"
+                ) from None
+            except Exception:
+                pass  # logged where it failed; the generator computes them on first use
+        return await self.batcher.submit_many(requests, on_batch)
 
 
 @dataclass(frozen=True)
@@ -91,6 +111,7 @@ class ModelRegistry:
         self._loading: dict[Key, asyncio.Task[ServedModel]] = {}
         self._failures: dict[Key, LoadFailure] = {}
         self._unloading: set[asyncio.Task[None]] = set()
+        self._fitting: set[asyncio.Task[None]] = set()  # truncation means being computed
         self._one_load = asyncio.Lock()  # loads take the CPU (or device memory): one at a time
         self._scanning = asyncio.Lock()
         self._rescan_asked = asyncio.Event()
@@ -154,7 +175,10 @@ class ModelRegistry:
     async def stop(self) -> None:
         """Stop watching and loading; drain every batcher: queued requests are served,
         later ones refused."""
-        tasks = [t for t in (self._watcher, *self._loading.values()) if t is not None]
+        # A computation of truncation means goes on in its thread; nobody waits for it.
+        tasks = [
+            t for t in (self._watcher, *self._loading.values(), *self._fitting) if t is not None
+        ]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -193,7 +217,14 @@ class ModelRegistry:
         except BaseException:
             await batcher.stop()
             raise
-        return ServedModel(m, engine, batcher)
+        # Ready without them: ψ = 1 (most traffic) never needs them, and they took 3-10 s
+        # of a loaded 2-core CPU, most of the cold start (benchmarks/serving.md).
+        fitting = None
+        if not engine.truncation_fitted:
+            fitting = asyncio.create_task(fit_truncation(engine), name=f"truncation-{m.ref}")
+            self._fitting.add(fitting)
+            fitting.add_done_callback(self._fitting.discard)
+        return ServedModel(m, engine, batcher, fitting)
 
     def _load_task(self, key: Key) -> asyncio.Task[ServedModel]:
         """The one load of ``key``: every caller that asks meanwhile awaits the same task."""
@@ -433,6 +464,17 @@ class ModelRegistry:
             for name in sorted(self._stored)
             for version in sorted(self._stored[name])
         ]
+
+
+async def fit_truncation(engine: Engine) -> None:
+    started = time.perf_counter()
+    try:
+        await asyncio.to_thread(engine.fit_truncation)
+    except Exception:
+        log.exception("%s: computing truncation's class means failed", engine.manifest.ref)
+        raise
+    seconds = time.perf_counter() - started
+    log.info("%s: truncation's class means ready after %.1f s", engine.manifest.ref, seconds)
 
 
 def unloadable() -> ApiError:

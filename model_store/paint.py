@@ -28,8 +28,12 @@ def paint(
     label_tensor = None
     if manifest.conditional:
         label_tensor = torch.tensor([label or 0 for label in labels], device=device)
+    # An untruncated batch paints without truncation: the same pixels (lerp at ψ = 1
+    # returns its input, z * 1 is z), and it needs no class feature means, so a service
+    # paints it before they are computed (app/registry.py).
+    psi_tensor = None if all(p == 1.0 for p in psi) else torch.tensor(psi, device=device)
     with autocast(device, dtype):
-        images = generator(z, label_tensor, torch.tensor(psi, device=device))
+        images = generator(z, label_tensor, psi_tensor)
     out: list[np.ndarray | None] = [None] * len(z)
     # Rows of one batch may ask for different sizes: resize per size group, on the device.
     for size in set(sizes):

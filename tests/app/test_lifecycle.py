@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import shutil
 import threading
 import time
@@ -10,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 
+from app.engine import Engine
 from app.main import create_app
 from app.settings import Settings
 from model_store import LoadedModel, ModelStore
@@ -142,3 +146,44 @@ async def test_a_hung_generator_answers_503_at_the_deadline_and_readyz_says_why(
         assert (await r.client.get("/readyz")).status_code == 200
         again = await asyncio.wait_for(r.client.post("/generate", json={"seed": 1}), 10)
         assert again.status_code == 200
+
+
+async def test_ready_before_truncation_means_and_a_truncated_request_waits_for_them(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/readyz does not wait for the class means (ψ = 1 needs none); a request at ψ ≠ 1
+    waits for them, then gets the image a fully warmed service paints."""
+    may_fit, fitting = threading.Event(), threading.Event()
+    fit = Engine.fit_truncation
+
+    def slow_fit(engine: Engine) -> None:
+        fitting.set()
+        may_fit.wait(10)
+        fit(engine)
+
+    monkeypatch.setattr(Engine, "fit_truncation", slow_fit)
+    path = "/models/emoji/1/seed/5?truncation=0.5&category=flags"
+    try:
+        async with Running(settings) as running:  # ready: /readyz said 200
+            client = running.client
+            assert fitting.is_set() and not may_fit.is_set()
+            assert (await client.get("/random")).status_code == 200
+            assert (await client.get("/models/emoji/1/seed/5")).status_code == 200
+            truncated = asyncio.create_task(client.get(path))
+            await asyncio.sleep(0.3)
+            assert not truncated.done()  # waiting for the means, not failed
+            may_fit.set()
+            r = await truncated
+            assert r.status_code == 200
+    finally:
+        may_fit.set()
+    monkeypatch.undo()
+    async with Running(settings) as warmed:  # the means are computed before the request
+        served = warmed.app.state.service.registry.default("emoji")
+        await asyncio.wait_for(asyncio.shield(served.truncation), 10)
+        expected = await warmed.client.get(path)
+    assert np.abs(pixels(r.content) - pixels(expected.content)).max() <= 1
+
+
+def pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png))).astype(int)

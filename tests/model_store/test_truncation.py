@@ -36,3 +36,19 @@ def test_low_truncation_paints_visible_emoji_in_every_category(emoji) -> None:
         assert (paint_every_class(emoji, 0.0) < 0.02).sum() >= 5 * 4
     finally:
         emoji.generator.truncation_mode = "feature_avg"
+
+
+def test_an_untruncated_batch_needs_no_class_means_and_paints_the_same_pixels() -> None:
+    # A fresh load: the means are not computed yet (a service is ready before they are).
+    loaded = ModelStore().load("emoji", 1)
+    g, m = loaded.generator, loaded.manifest
+    z = seeds_to_latents(list(range(6)), m.z_dim)
+    labels, sizes = [s % len(m.class_names) for s in range(6)], [m.resolution] * 6
+    before = paint(g, m, z, labels, [1.0] * 6, sizes)
+    assert g.stem_means is None
+    paint(g, m, z[:1], labels[:1], [0.5], sizes[:1])  # a truncated row computes them
+    assert g.stem_means is not None
+    after = paint(g, m, z, labels, [1.0] * 6, sizes)
+    mixed = paint(g, m, z, labels, [1.0] * 5 + [0.5], sizes)  # through lerp at ψ = 1
+    for a, b, c in zip(before[:5], after, mixed, strict=False):
+        assert np.array_equal(a, b) and np.array_equal(a, c)
