@@ -14,6 +14,8 @@ Where things are, by job:
   and how a ``Trainer`` is put back from one; ``atomic``: whole-or-nothing file writes.
 - ``export``: a run's EMA generator into the model store; ``samples``, ``plots``: grids and
   loss curves.
+- ``preflight``: checks before a scarce GPU run (device, compiled vs eager, a run moved
+  between devices); ``transfer``: a stored model packed into checked parts and imported.
 - ``evaluation/``: the protocol, the metrics by name, the table, the report and the frozen
   feature network; ``metrics/``: the metric functions themselves (FD/KID, C2ST, P/R,
   nearest neighbours, Parzen, Inception).

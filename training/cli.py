@@ -12,6 +12,7 @@ import json
 import shlex
 import sys
 import textwrap
+import warnings
 from dataclasses import Field, fields
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from training.evaluation.protocol import __doc__ as PROTOCOL
 from training.export import RUN_INFO, export_run
 from training.loop import Trainer, device_name, resolve_device
 from training.metrics.inception import FID_INCEPTION_SHA256, InceptionWeightsError
+from training.resume import RunChangedWarning
 from training.transfer import PART_BYTES, import_model, pack_version
 
 HELP_WIDTH = 88  # for the texts argparse shows as written (descriptions, epilogs)
@@ -83,11 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", RunChangedWarning)  # said to the user, not raised
+        warnings.showwarning = show_warning
+        try:
+            return int(args.func(args) or 0)
+        except USER_ERRORS as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+
+
+def show_warning(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+    """A warning for a person (a resumed run that changed, say): one line, no source."""
+    print(f"warning: {message}", file=sys.stderr)
 
 
 # --- data sets --------------------------------------------------------------------------

@@ -95,3 +95,25 @@ def test_the_real_command_ends_without_a_traceback(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "the following arguments are required: --data" in (
         missing.stderr
     )
+
+
+def test_a_resume_that_changes_the_run_is_one_warning_line(
+    shapes_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from tests.training.test_train import TINY
+    from training import checkpoint as ckpt
+
+    run = tmp_path / "run"
+    args = ["train", "--preset", "sngan", "--data", str(shapes_file), "--run-dir", str(run)]
+    args += ["--g-config", TINY["sngan"]["g_config"], "--d-config", TINY["sngan"]["d_config"]]
+    args += ["--z-dim", "16", "--batch-size", "4", "--grid", "2", "--no-progress"]
+    args += ["--threads", "1"]
+    assert main([*args, "--steps", "1"]) == 0
+    state_file = ckpt.latest_checkpoint(run / "checkpoints") / ckpt.STATE
+    state_file.write_text(json.dumps(json.loads(state_file.read_text()) | {"world": 2}))
+    capsys.readouterr()
+    assert main([*args, "--steps", "2"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning: ") and "2 processes" in warned[0]
