@@ -86,8 +86,9 @@ def run_worker(
     index: int, sock: socket.socket, flags: Any, host: str, port: int, log_level: str
 ) -> None:
     """A worker process: the whole service on the supervisor's socket."""
-    from app.__main__ import configure_logging, serve
+    from app.__main__ import configure_logging, limit_malloc_arenas, serve
 
+    limit_malloc_arenas()
     configure_logging(log_level)
     slots = WorkerSlots(flags, index)
     started = serve(host, port, log_level, sockets=[sock], workers=slots)
