@@ -77,6 +77,7 @@ class Batcher(Generic[Req, Res]):
         self._carry: _Pending[Req, Res] | None = None  # did not fit the last batch: next
         self._closed = False
         self._running_since: float | None = None  # when the batch now running started
+        self._idle = asyncio.Event()  # nothing queued, no batch running
 
     async def start(self) -> None:
         self._worker = asyncio.create_task(self._run(), name=self.name)
@@ -107,6 +108,11 @@ class Batcher(Generic[Req, Res]):
     def depth(self) -> int:
         """Requests waiting for a batch."""
         return self._queued
+
+    async def wait_idle(self) -> None:
+        """Until nothing is queued and no batch runs (work that should not delay any
+        request, such as painting ahead: app/pool.py, waits for this)."""
+        await self._idle.wait()
 
     @property
     def closed(self) -> bool:
@@ -148,6 +154,7 @@ class Batcher(Generic[Req, Res]):
         group = [_Pending(chunk, loop.create_future()) for chunk in chunks]
         for pending in group:
             self._queue.put_nowait(pending)
+        self._idle.clear()
         self._queued += len(items)
         self._notify("queue_depth", self._queued)
         # A timer, not wait_for: no task per request. It answers the request at its
@@ -213,7 +220,10 @@ class Batcher(Generic[Req, Res]):
         while not stopping or self._carry is not None:
             first, self._carry = self._carry, None
             if first is None:
+                if self._queue.empty():
+                    self._idle.set()
                 first = await self._queue.get()
+                self._idle.clear()
                 if first is None:
                     break
             batch = [first]

@@ -22,11 +22,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.batcher import Overloaded
 from app.errors import ApiError, on_api_error, on_http_error, on_overloaded
 from app.inputs import parse_model_name, parse_seed, parse_version, unsigned_text
+from app.pool import DEFAULTS
 from app.routes import pinned_image, random_image, router
-from app.specs import ImageOptions
 
 PINNED = re.compile(r"/models/([^/]+)/([^/]+)/seed/([^/]+)")
-DEFAULTS = ImageOptions()  # what FastAPI builds for a request without a query string
 Endpoint = Callable[[], Awaitable[Response]]
 
 
@@ -67,7 +66,7 @@ class HotPath:
         path = scope["path"]
         if path == "/random":
             scope["route"] = self.random_route  # metrics and the access log label by it
-            return lambda: random_image(models, paint, specs, DEFAULTS)
+            return lambda: random_image(models, paint, specs, DEFAULTS, service.pool)
         match = PINNED.fullmatch(path)
         if match is None:
             return None

@@ -109,6 +109,19 @@ class Metrics:
         self.images_generated = Counter(
             "dne_images_generated", "images painted by the generator", registry=r
         )
+        self.random_pool = Counter(
+            "dne_random_pool",
+            "GET /random at the default options with the pool on: hit (painted ahead) or "
+            "empty (painted now)",
+            ["result"],
+            registry=r,
+        )
+        self.random_pool_images = Gauge(
+            "dne_random_pool_images",
+            "images painted ahead for GET /random, waiting to be served",
+            registry=r,
+            multiprocess_mode="livesum",  # each worker has its own pool: together
+        )
         if multiprocess_dir is None:
             r.register(StateCollector(self))
         # Every label value known up front exposes a 0, so rate() sees the first event.
@@ -118,6 +131,8 @@ class Metrics:
             self.rejections.labels(reason)
         for result in ("allowed", "limited", "unchecked"):
             self.rate_limit.labels(result)
+        for result in ("hit", "empty"):
+            self.random_pool.labels(result)
 
     def rejected(self, reason: str) -> None:
         self.rejections.labels(reason).inc()

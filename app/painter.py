@@ -48,6 +48,14 @@ class Painter:
             return await make(), False
         return await self.cache.get_or_create(key, make)
 
+    async def many(self, specs: Sequence[ImageSpec]) -> list[bytes]:
+        """PNGs of ``specs`` (all of one model), painted as one group and encoded in one
+        trip off the loop; not cached (painting ahead: app/pool.py)."""
+        requests = [ImageRequest(s.latent, s.label, s.psi, s.size) for s in specs]
+        pixels = await specs[0].model.paint(requests)
+        pairs = list(zip(pixels, specs, strict=True))
+        return await asyncio.to_thread(lambda: [self._encode(p, s.text) for p, s in pairs])
+
     async def pixels(self, spec: ImageSpec) -> np.ndarray:
         """[H, W, C] uint8: one row of the model's next batch."""
         request = ImageRequest(spec.latent, spec.label, spec.psi, spec.size)

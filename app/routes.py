@@ -27,11 +27,11 @@ from app.inputs import (
 )
 from app.openapi import BINARY, error_responses, image_response
 from app.painter import Painter
+from app.pool import RANDOM_SEEDS, RandomPool
 from app.registry import ModelRegistry
 from app.service import ImageService
 from app.specs import ImageOptions, ImageSpec, Specs, point_latent, seed_latent
 
-RANDOM_SEEDS = 2**53  # seeds /random hands out stay exact as JavaScript numbers
 IMMUTABLE = "public, max-age=31536000, immutable"
 LATER = {"Retry-After": "60"}  # a 503 that waits for an operator, not for a queue
 
@@ -57,6 +57,10 @@ async def get_specs(request: Request) -> Specs:
     return service_of(request).specs
 
 
+async def get_pool(request: Request) -> RandomPool | None:
+    return service_of(request).pool
+
+
 async def rate_limited(request: Request) -> None:
     """429 with Retry-After for a client over its rate (when DNE_RATE_LIMIT_PER_S is set)."""
     limiter = service_of(request).limiter
@@ -73,6 +77,7 @@ GENERATION = [Depends(rate_limited)]  # every route that paints takes a token
 ModelsDep = Annotated[ModelRegistry, Depends(get_registry)]
 SpecsDep = Annotated[Specs, Depends(get_specs)]
 PainterDep = Annotated[Painter, Depends(get_painter)]
+PoolDep = Annotated[RandomPool | None, Depends(get_pool)]
 
 
 def declared_query(dependant: Dependant) -> frozenset[str]:
@@ -137,7 +142,7 @@ IMAGE_HEADERS = {
     "X-Model": "the model's name",
     "X-Model-Version": "the model version that painted it",
     "X-Category": "the category's slug (conditional models)",
-    "X-Cache": "hit or miss",
+    "X-Cache": "hit or miss (pool: painted ahead for /random, DNE_RANDOM_POOL)",
 }
 SEED_HEADERS = {**IMAGE_HEADERS, "X-Seed": "the seed, in decimal"}
 
@@ -166,10 +171,14 @@ def png_response(spec: ImageSpec, data: bytes, hit: bool, cache_control: str, **
     },
 )
 async def random_image(
-    models: ModelsDep, paint: PainterDep, specs: SpecsDep, options: ModelOptions
+    models: ModelsDep, paint: PainterDep, specs: SpecsDep, options: ModelOptions, pool: PoolDep
 ) -> Response:
-    seed = secrets.randbelow(RANDOM_SEEDS)
     served = models.default(options.model)
+    if pool is not None and (pooled := await pool.take(served, options)) is not None:
+        spec = pooled.spec
+        painted_ahead = {"X-Seed": str(spec.seed), "X-Cache": "pool"}
+        return png_response(spec, pooled.data, False, "no-store", **painted_ahead)
+    seed = secrets.randbelow(RANDOM_SEEDS)
     spec = specs.image(served, options, seed_latent(served.manifest, seed))
     data, hit = await paint.png(spec, cached=False)
     return png_response(spec, data, hit, "no-store", **{"X-Seed": str(seed)})

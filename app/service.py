@@ -4,6 +4,7 @@
 - ``Specs`` (app/specs.py): a request's values → an ``ImageSpec`` (or an ``ApiError``).
 - ``Painter`` (app/painter.py): an ``ImageSpec`` → PNG bytes, through batcher and cache.
 - ``RateLimiter`` (app/ratelimit.py): per-client token buckets, when rate limiting is on.
+- ``RandomPool`` (app/pool.py): ``/random`` images painted ahead, when the pool is on.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from app.cache import ImageCache, MemoryStore, RedisStore, Store
 from app.metrics import Metrics
 from app.painter import Painter
+from app.pool import RandomPool
 from app.ratelimit import RateLimiter
 from app.registry import ModelRegistry
 from app.settings import Settings
@@ -38,6 +40,19 @@ class ImageService:
         self.specs = Specs(settings.max_size)
         self.cache = ImageCache(cache_store(settings), metrics)
         self.painter = Painter(self.cache, metrics, settings.png_compress_level)
+        self.pool = (
+            RandomPool(
+                self.registry,
+                self.specs,
+                self.painter,
+                metrics,
+                settings.random_pool,
+                settings.random_pool_bytes,
+                settings.pool_batch(),
+            )
+            if settings.random_pool
+            else None
+        )
         self.limiter = (
             RateLimiter(
                 settings.rate_limit_per_s, settings.rate_limit_burst, self.cache.store, metrics
@@ -50,6 +65,8 @@ class ImageService:
         if self.workers is not None:
             self._publisher = asyncio.create_task(self._publish_readiness())
         await self.registry.start()
+        if self.pool is not None and self.registry.ready:
+            self.pool.start()
 
     async def stop(self) -> None:
         """Unready first (the other workers' /readyz say so), then drain the batchers
@@ -60,6 +77,8 @@ class ImageService:
                 await self._publisher
         if self.workers is not None:
             self.workers.publish(False)
+        if self.pool is not None:
+            await self.pool.stop()
         await self.registry.stop()
         await self.cache.close()
 

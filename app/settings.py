@@ -67,6 +67,24 @@ class Settings(BaseSettings):
     cache_max_bytes: int = Field(64 * 1024 * 1024, ge=0)
     redis_timeout_s: float = Field(0.1, gt=0)  # per Redis call; it must never stall a request
     redis_cooldown_s: float = Field(2.0, gt=0)  # skip Redis this long after an error
+    # GET /random without a query from a pool of images painted ahead (app/pool.py): at
+    # most this many images and bytes, refilled random_pool_batch at a time, only while
+    # the batcher is idle (a live request waits at most for one such batch). 0: off.
+    # Batch 0: derived, 8 on a CPU (97% of the best img/s there, ~13 ms a batch),
+    # max_batch_size on a GPU (a batch takes ~1 ms there). benchmarks/serving.md.
+    random_pool: int = Field(256, ge=0)
+    random_pool_bytes: int = Field(8 * 1024 * 1024, ge=0)
+    random_pool_batch: int = Field(0, ge=0, le=4096)
+
+    def pool_batch(self) -> int:
+        if self.random_pool_batch:
+            return self.random_pool_batch
+        return (
+            self.max_batch_size
+            if self.torch_device().type == "cuda"
+            else min(8, self.max_batch_size)
+        )
+
     # Requests.
     max_size: int = Field(512, ge=8, le=2048)  # largest output edge in pixels
     # The site's address as visitors see it (https://emoji.example), for the absolute

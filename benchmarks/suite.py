@@ -53,6 +53,7 @@ from app.settings import Settings  # noqa: E402
 from app.workers import worker_count  # noqa: E402
 
 MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+NO_POOL = "service (pool off)"  # the service with DNE_RANDOM_POOL=0
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -119,6 +120,7 @@ class Server:
 
     def __init__(self, name: str, command: list[str], env: dict[str, str], ready_path: str):
         self.name, self.port = name, free_port()
+        self.also: list[int] = []  # other processes serving with it (their CPU and RSS count)
         command = [part.replace("{port}", str(self.port)) for part in command]
         started = time.perf_counter()
         self.process = subprocess.Popen(
@@ -145,6 +147,10 @@ class Server:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def pids(self) -> list[int]:
+        """Its processes, and those of any helper it relies on (``also``)."""
+        return [p for root in (self.process.pid, *self.also) for p in tree(root)]
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -200,37 +206,42 @@ def python_client(url: str, connections: int, seconds: float) -> dict:
     return json.loads(out)
 
 
-def batches(server: Server) -> tuple[float, float]:
-    text = httpx.get(server.url + "/metrics").text
-    values = {
-        s.name: s.value
-        for f in text_string_to_metric_families(text)
-        for s in f.samples
-        if s.name in ("dne_batch_size_sum", "dne_batch_size_count")
-    }
-    return values.get("dne_batch_size_sum", 0.0), values.get("dne_batch_size_count", 0.0)
+def counters(server: Server) -> dict[str, float]:
+    """The service's batch sizes and /random pool answers so far (from /metrics)."""
+    out = {"rows": 0.0, "batches": 0.0, "pool_hit": 0.0}
+    for family in text_string_to_metric_families(httpx.get(server.url + "/metrics").text):
+        for sample in family.samples:
+            if sample.name == "dne_batch_size_sum":
+                out["rows"] += sample.value
+            elif sample.name == "dne_batch_size_count":
+                out["batches"] += sample.value
+            elif sample.name == "dne_random_pool_total" and sample.labels["result"] == "hit":
+                out["pool_hit"] += sample.value
+    return out
 
 
 def measure(server: Server, path: str, connections: int, args: argparse.Namespace) -> dict:
     load = wrk if args.client == "wrk" else python_client
     load(server.url + path, connections, args.warmup)  # allocator, pools, branch caches
-    pids = tree(server.process.pid)
+    pids = server.pids()
     service = server.name.startswith("service")
-    before_batches = batches(server) if service else (0.0, 0.0)
+    before = counters(server) if service else None
     before_cpu, started = cpu_seconds(pids), time.perf_counter()
     result = load(server.url + path, connections, args.seconds)
     wall = time.perf_counter() - started
-    pids = tree(server.process.pid)
+    pids = server.pids()
     sizes = rss_mb(pids)
-    after_batches = batches(server) if service else (0.0, 0.0)
-    rows = after_batches[0] - before_batches[0]
-    count = after_batches[1] - before_batches[1]
+    after = counters(server) if service else None
+    delta = {k: after[k] - before[k] for k in after} if after and before else {}
+    count = delta.get("batches", 0.0)
     return {
         **result,
         "server": server.name,
         "path": path,
         "connections": connections,
-        "mean_batch": rows / count if count else None,
+        "mean_batch": delta["rows"] / count if count else None,
+        # Answers from images painted ahead (app/pool.py), of the requests wrk counted.
+        "pool_hit_share": delta["pool_hit"] / result["requests"] if delta else None,
         "server_cpu_cores": (cpu_seconds(pids) - before_cpu) / wall,
         "rss_max_mb": max(sizes, default=0.0),
         "rss_total_mb": sum(sizes),
@@ -379,18 +390,21 @@ def table(points: list[dict], server: str, path: str, baseline: str, label: str)
     base = {p["connections"]: p for p in points if p["server"] == baseline}
     lines = [
         f"| {label}: connections | service req/s | {baseline} req/s | ratio | p50 / p90 / p99 ms "
-        f"| {baseline} p50 / p99 ms | mean batch | CPU cores | RSS max / all MB | GPU MB |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {baseline} p50 / p99 ms | mean batch | pool hits | CPU cores | RSS max / all MB "
+        "| GPU MB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c, p in sorted(ours.items()):
         b = base.get(c, {})
         ratio = p["req_s"] / b["req_s"] if b.get("req_s") else float("nan")
         batch = f"{p['mean_batch']:.1f}" if p["mean_batch"] else "-"
         gpu = f"{p['gpu_mb']:.0f}" if p["gpu_mb"] is not None else "-"
+        hits = p.get("pool_hit_share")
+        pool = f"{min(hits, 1.0):.0%}" if hits else "-"
         lines.append(
             f"| {c} | {p['req_s']:.0f} | {b.get('req_s', 0):.0f} | {ratio:.2f}x | "
             f"{p['p50_ms']:.1f} / {p['p90_ms']:.1f} / {p['p99_ms']:.1f} | "
-            f"{b.get('p50_ms', 0):.1f} / {b.get('p99_ms', 0):.1f} | {batch} | "
+            f"{b.get('p50_ms', 0):.1f} / {b.get('p99_ms', 0):.1f} | {batch} | {pool} | "
             f"{p['server_cpu_cores']:.2f} | {p['rss_max_mb']:.0f} / {p['rss_total_mb']:.0f} | "
             f"{gpu} |"
         )
@@ -416,6 +430,8 @@ def report(run: dict) -> str:
         + (f"  \n{run['note']}" if run.get("note") else ""),
         "",
         *table(run["points"], "service", "/random", "naive", "fresh `/random`"),
+        "",
+        *table(run["points"], NO_POOL, "/random", "naive", "fresh `/random`, pool off"),
         "",
         *table(run["points"], "service", run["cached_path"], "static", "cached seed"),
         "",
@@ -469,6 +485,10 @@ def targets(run: dict) -> list[str]:
     if fresh and naive:
         ratio = fresh["req_s"] / naive["req_s"]
         out.append(f"fresh /random at 32 connections: {ratio:.2f}x the naive server (target 4x)")
+    plain = at(NO_POOL, 32)
+    if plain and naive:
+        ratio = plain["req_s"] / naive["req_s"]
+        out.append(f"the same with the pool off: {ratio:.2f}x the naive server")
     cached, ceiling = at("service", 32, run["cached_path"]), at("static", 32)
     if cached and ceiling:
         share = cached["req_s"] / ceiling["req_s"]
@@ -483,16 +503,22 @@ def targets(run: dict) -> list[str]:
             f"p50 at concurrency 1: {one['p50_ms']:.1f} ms = {one['p50_ms'] / floor:.1f}x one "
             f"generate + encode ({floor:.1f} ms; target at most 2x)"
         )
+        plain_one = at(NO_POOL, 1)
+        if plain_one:
+            out.append(
+                f"the same with the pool off: {plain_one['p50_ms']:.1f} ms = "
+                f"{plain_one['p50_ms'] / floor:.1f}x"
+            )
     top = at("service", 256, "/random")
     if top:
         out.append(
             f"fresh /random at 256 connections: {top['req_s']:.0f} req/s, p99 "
             f"{top['p99_ms']:.0f} ms (H100 target: 10,000 req/s, p99 100 ms)"
         )
+    largest = max(p["rss_max_mb"] for p in points if p["server"].startswith("service"))
     out.append(
         f"cold start to /readyz {run['start_s']['service']:.1f} s (target 3 s on a CPU); largest "
-        f"process {max(p['rss_max_mb'] for p in points if p['server'] == 'service'):.0f} MB "
-        "(target 500 MB)"
+        f"process {largest:.0f} MB (target 500 MB)"
     )
     return out
 
@@ -538,11 +564,11 @@ def main() -> int:
     env = {"PYTHONPATH": str(ROOT), "DNE_THREADS": str(threads)}
     baseline = [sys.executable, "baselines.py", "--port", "{port}", "--workers", str(workers),
                 "--http", settings.http]  # fmt: skip
+    app_command = [sys.executable, "-m", "app", "--port", "{port}", "--log-level", "warning"]
     points, start_s = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         # The service as it ships: its defaults (the access log included, to /dev/null).
-        service = Server("service", [sys.executable, "-m", "app", "--port", "{port}",
-                                     "--log-level", "warning"], env, "/readyz")  # fmt: skip
+        service = Server("service", app_command, env, "/readyz")
         try:
             start_s["service"] = service.start_s
             static_file = Path(tmp) / "seed.png"
@@ -553,6 +579,14 @@ def main() -> int:
                     print(f"  service {path} c={c}: {points[-1]['req_s']:.0f} req/s", flush=True)
         finally:
             service.stop()
+        # The same without painting ahead: what the batcher alone makes of /random.
+        plain = Server(NO_POOL, app_command, {**env, "DNE_RANDOM_POOL": "0"}, "/readyz")
+        try:
+            for c in concurrency:
+                points.append(measure(plain, "/random", c, args))
+                print(f"  {NO_POOL} /random c={c}: {points[-1]['req_s']:.0f} req/s", flush=True)
+        finally:
+            plain.stop()
         for name, path, extra in (
             ("naive", "/random", {}),
             ("static", cached_path, {"DNE_STATIC_FILE": str(static_file)}),
@@ -572,15 +606,15 @@ def main() -> int:
             "DNE_WORKERS": str(n),
             "DNE_THREADS": str(max(1, threads * workers // n)),
         }
-        server = Server("service", [sys.executable, "-m", "app", "--port", "{port}",
-                                    "--log-level", "warning"], sweep_env, "/readyz")  # fmt: skip
+        server = Server("service", app_command, sweep_env, "/readyz")
         try:
             point = measure(server, "/random", top, args)
             points.append({**point, "server": f"service, {n} workers", "start_s": server.start_s})
             print(f"  service, {n} workers, c={top}: {point['req_s']:.0f} req/s", flush=True)
         finally:
             server.stop()
-    keys = ("device", "amp", "http", "max_batch_size", "max_delay_ms", "png_compress_level")
+    keys = ("device", "amp", "http", "max_batch_size", "max_delay_ms", "png_compress_level",
+            "random_pool", "random_pool_batch")  # fmt: skip
     shown = {k: v for k, v in settings.model_dump(mode="json").items() if k in keys}
     run = {
         "date": f"{dt.datetime.now():%Y-%m-%d %H:%M}",

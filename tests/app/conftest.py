@@ -74,7 +74,9 @@ def store_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def settings(store_root: Path) -> Settings:
-    return Settings(model_store=store_root, threads=1, max_delay_ms=2)
+    # No /random pool: the tests count, hold and time the batches they cause (the pool's
+    # own tests turn it on).
+    return Settings(model_store=store_root, threads=1, max_delay_ms=2, random_pool=0)
 
 
 class Running:

@@ -35,6 +35,7 @@ def edge(request: pytest.FixtureRequest, store_root: Path) -> Iterator[tuple[str
         DNE_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
         DNE_MAX_DELAY_MS=str(BATCH_WINDOW_S * 1000),  # time for a client to leave
         DNE_CACHE_MAX_BYTES="0",
+        DNE_RANDOM_POOL="0",  # every batch here is one a test asked for
     )
     try:
         wait_for(f"http://127.0.0.1:{port}/readyz", process)

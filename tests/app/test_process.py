@@ -74,7 +74,7 @@ def wait_for(url: str, process: subprocess.Popen[str], timeout_s: float = 60) ->
 @pytest.fixture
 def served(store_root: Path) -> Iterator[str]:
     port = free_port()
-    process = start_app(store_root, port)
+    process = start_app(store_root, port, DNE_RANDOM_POOL="0")  # counts only what tests ask
     try:
         wait_for(f"http://127.0.0.1:{port}/readyz", process)
         yield f"http://127.0.0.1:{port}"

@@ -58,7 +58,9 @@ def server_side_owner(server_port: int, client_port: int, pids: list[int]) -> in
 def two_workers(store_root: Path) -> Iterator[tuple[subprocess.Popen[str], str, int]]:
     port = free_port()
     # Batches wait 1 s to fill: requests stay in a worker's queue long enough to kill it.
-    process = start_app(store_root, port, DNE_WORKERS="2", DNE_MAX_DELAY_MS="1000")
+    process = start_app(
+        store_root, port, DNE_WORKERS="2", DNE_MAX_DELAY_MS="1000", DNE_RANDOM_POOL="0"
+    )  # the tests count the images they ask for
     try:
         wait_for(f"http://127.0.0.1:{port}/readyz", process)
         yield process, f"http://127.0.0.1:{port}", port

@@ -49,6 +49,7 @@ def test_a_short_run_of_the_suite_writes_its_table_and_json(tmp_path: Path) -> N
         (server, path, c)
         for server, path in [
             ("service", "/random"), ("service", cached), ("naive", "/random"), ("static", cached),
+            ("service (pool off)", "/random"),
         ]
         for c in (1, 8)
     }  # fmt: skip
@@ -58,9 +59,48 @@ def test_a_short_run_of_the_suite_writes_its_table_and_json(tmp_path: Path) -> N
         assert p["rss_max_mb"] > 0 and p["server_cpu_cores"] > 0, p
     fresh = [p for p in run["points"] if p["server"] == "service" and p["path"] == "/random"]
     assert all(p["mean_batch"] >= 1 for p in fresh)
+    assert [p["pool_hit_share"] > 0 for p in fresh if p["connections"] == 1] == [True]
+    pool_off = [p for p in run["points"] if p["server"] == "service (pool off)"]
+    assert all(p["pool_hit_share"] == 0 for p in pool_off)
     assert set(run["generator"]["img_s"]["fp32"]) == {"1", "8"}  # JSON keys are strings
     assert {r["encoder"] for r in run["png"]} >= {"Pillow level 1", "Pillow level 6"}
     text = out.with_suffix(".md").read_text()
     assert "| fresh `/random`: connections |" in text and "| cached seed: connections |" in text
     assert "cold start to /readyz" in text and "p50 at concurrency 1" in text
     assert "smoke run" in text
+
+
+@pytest.mark.slow
+def test_a_short_run_of_the_two_multi_process_designs(tmp_path: Path) -> None:
+    """benchmarks/frontends.py: design A (DNE_WORKERS) and design B (front ends feeding one
+    painter over a Unix socket) both serve /random and are measured."""
+    store = build_store(tmp_path / "store").root
+    out = tmp_path / "frontends"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/frontends.py",
+            "--out", str(out),
+            "--seconds", "1",
+            "--warmup", "1",
+            "--concurrency", "4",
+            "--workers", "2",
+            "--client", "python",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "DNE_MODEL_STORE": str(store)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    [run] = json.loads(out.with_suffix(".json").read_text())
+    assert [(p["design"], p["n"], p["connections"]) for p in run["points"]] == [
+        ("A", 2, 4),
+        ("B", 2, 4),
+    ]
+    for p in run["points"]:
+        assert p["req_s"] > 0 and p["non_2xx"] == 0, p
+    # B's painter is counted with its front ends (uvicorn's supervisor and 2 workers).
+    assert run["points"][1]["processes"] >= 4
+    assert "| B: 2 front ends + 1 painter |" in out.with_suffix(".md").read_text()
