@@ -14,9 +14,11 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
+from report import replace
 from suite import machine
 
 from app.settings import Settings
@@ -51,7 +53,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--fps", type=float, default=12)
     parser.add_argument("--seconds", type=float, default=2.0, help="per format and size")
-    parser.add_argument("--out", help="Markdown file to write")
+    parser.add_argument("--out", type=Path, help="Markdown file to write")
     args = parser.parse_args()
     torch.set_num_threads(1)
     s = Settings()
@@ -82,11 +84,7 @@ def main() -> int:
         for name, encode in formats.items():
             ms, size_bytes = timed(encode, args.seconds)
             lines.append(f"| {size} | {name} | {ms:.1f} | {size_bytes:,} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+    replace(lines, args.out)
     return 0
 
 

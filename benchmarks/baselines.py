@@ -15,28 +15,34 @@ import os
 import secrets
 from pathlib import Path
 
+import torch
 from fastapi import FastAPI, Response
 
-MODE = os.environ.get("DNE_BASELINE", "static")
+from app.settings import Settings, get_settings
+from model_store import Manifest, ModelStore, autocast_dtype, seed_to_latent
+from model_store.images import encode_png
+from model_store.networks import Generator
+from model_store.paint import paint
+
+MODE = os.environ.get("DNE_BASELINE", "")  # naive or static; unset: imported for its loader
 app = FastAPI()
 
-if MODE == "naive":
-    import torch
 
-    from app.settings import get_settings
-    from model_store import ModelStore, autocast_dtype, seed_to_latent
-    from model_store.images import encode_png
-    from model_store.paint import paint
-
-    settings = get_settings()
+def default_generator(settings: Settings) -> tuple[Generator, Manifest, torch.dtype | None]:
+    """The service's default model as the service runs it (device, threads, channels-last
+    memory, precision): for servers that stand beside the service in a benchmark."""
     if settings.threads:
         torch.set_num_threads(settings.threads)
     loaded = ModelStore(settings.model_store).load(
         settings.model, settings.model_version, settings.torch_device()
     )
     generator = loaded.generator.to(memory_format=torch.channels_last)
-    dtype = autocast_dtype(settings.amp, loaded.device)
-    m = loaded.manifest
+    return generator, loaded.manifest, autocast_dtype(settings.amp, loaded.device)
+
+
+if MODE == "naive":
+    settings = get_settings()
+    generator, m, dtype = default_generator(settings)
 
     @app.get("/random")
     def random_image() -> Response:
@@ -47,8 +53,8 @@ if MODE == "naive":
         data = encode_png(pixels, settings.png_compress_level)
         return Response(data, media_type="image/png", headers={"X-Seed": str(seed)})
 
-else:
-    DATA = Path(os.environ["DNE_STATIC_FILE"]).read_bytes() if MODE == "static" else b""
+elif MODE == "static":
+    DATA = Path(os.environ["DNE_STATIC_FILE"]).read_bytes()
 
     @app.get("/{path:path}")
     async def constant(path: str) -> Response:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from report import prepend
 
 from model_store import DEFAULT_ROOT, ModelStore
 
@@ -181,12 +182,6 @@ def report(rows: list[Result], args: argparse.Namespace, model: str, load_before
     )
 
 
-def write(out: Path, section: str, heading: str = HEADING) -> None:
-    """Newest run first, under the file's heading; earlier runs stay as history."""
-    old = out.read_text().removeprefix(heading) if out.exists() else ""
-    out.write_text(heading + section + "\n" + old)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", type=Path, default=DEFAULT_ROOT, help="model store folder")
@@ -212,7 +207,7 @@ def main() -> int:
     section = report(rows, args, model, load_before)
     print("\n" + section)
     if args.out:
-        write(args.out, section)
+        prepend(args.out, section, HEADING)
         print(f"written to {args.out}")
     return 0
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import os
 import shlex
 import struct
@@ -41,6 +40,7 @@ sys.path[:0] = [str(ROOT), str(HERE)]
 
 REQUEST = struct.Struct("<IQ")
 ANSWER = struct.Struct("<II")
+HEADING = "# Several processes per host: two designs measured side by side\n\n"
 SOCKET = os.environ.get("DNE_PAINTER_SOCKET", "")
 SHAPE = tuple(int(n) for n in os.environ.get("DNE_PAINTER_SHAPE", "0,0,0").split(","))
 
@@ -50,20 +50,15 @@ SHAPE = tuple(int(n) for n in os.environ.get("DNE_PAINTER_SHAPE", "0,0,0").split
 
 async def painter() -> None:
     import torch
+    from baselines import default_generator
 
     from app.batcher import Batcher
     from app.settings import get_settings
-    from model_store import ModelStore, autocast_dtype, seed_to_latent
+    from model_store import seed_to_latent
     from model_store.paint import paint
 
     settings = get_settings()
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    loaded = ModelStore(settings.model_store).load(
-        settings.model, settings.model_version, settings.torch_device()
-    )
-    generator = loaded.generator.to(memory_format=torch.channels_last)
-    dtype, m = autocast_dtype(settings.amp, loaded.device), loaded.manifest
+    generator, m, dtype = default_generator(settings)
 
     def run(seeds: list[int]) -> list[bytes]:
         z = torch.stack([seed_to_latent(s, m.z_dim) for s in seeds])
@@ -203,6 +198,7 @@ class DesignB:
 def main() -> int:
     import tempfile
 
+    from report import record
     from suite import Server, machine, measure
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -260,12 +256,7 @@ def main() -> int:
     section = report(run)
     print("\n" + section)
     if args.out:
-        md, js = args.out.with_suffix(".md"), args.out.with_suffix(".json")
-        heading = "# Several processes per host: two designs measured side by side\n\n"
-        old = md.read_text().removeprefix(heading) if md.exists() else ""
-        md.write_text(heading + section + "\n" + old)
-        runs = json.loads(js.read_text()) if js.exists() else []
-        js.write_text(json.dumps([run, *runs], indent=1) + "\n")
+        record(args.out, run, section, HEADING)
     return 0
 
 

@@ -13,8 +13,10 @@ import datetime as dt
 import os
 import shlex
 import sys
+from pathlib import Path
 
 import torch
+from report import replace
 from suite import machine, png_encoders
 
 from app.settings import Settings
@@ -25,7 +27,7 @@ from model_store.paint import paint
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="per encoder and size")
-    parser.add_argument("--out", help="Markdown file to write")
+    parser.add_argument("--out", type=Path, help="Markdown file to write")
     args = parser.parse_args()
     torch.set_num_threads(1)
     s = Settings()
@@ -53,11 +55,7 @@ def main() -> int:
                 f"| {size} | {row['encoder']} | {row['ms']:.3f} | {row['per_core_s']:.0f} | "
                 f"{row['bytes']:.0f} | {'yes' if row['exact'] else 'no'} |"
             )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+    replace(lines, args.out)
     return 0
 
 

@@ -30,8 +30,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from bench_random import cpu_model, free_port, serve, write
+from bench_random import cpu_model, free_port, serve
 from prometheus_client.parser import text_string_to_metric_families
+from report import prepend
 
 from model_store import DEFAULT_ROOT
 
@@ -468,7 +469,7 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     if args.out:
-        write(args.out, text, "# Reliability scenarios, measured\n\n")
+        prepend(args.out, text, "# Reliability scenarios, measured\n\n")
         print(f"written to {args.out}")
     return 0
 

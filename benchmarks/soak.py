@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from bench_random import counters, cpu_model, free_port, serve, write
+from bench_random import counters, cpu_model, free_port, serve
 from PIL import Image, ImageDraw
 from prometheus_client.parser import text_string_to_metric_families
+from report import prepend
 
 from model_store import DEFAULT_ROOT
 
@@ -279,7 +280,7 @@ def main() -> int:
         plot(windows, args.picture)
         section += f"\n![memory and latency over time]({args.picture.name})\n"
     if args.out:
-        write(args.out, section, "# Soak: half capacity for ten minutes\n\n")
+        prepend(args.out, section, "# Soak: half capacity for ten minutes\n\n")
         print(f"written to {args.out}")
     return 0
 

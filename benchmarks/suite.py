@@ -49,9 +49,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+from report import record  # noqa: E402
+
 from app.settings import Settings  # noqa: E402
 from app.workers import worker_count  # noqa: E402
 
+HEADING = "# Serving: the service against a naive server and the static ceiling\n\n"
 MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 NO_POOL = "service (pool off)"  # the service with DNE_RANDOM_POOL=0
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -523,15 +526,6 @@ def targets(run: dict) -> list[str]:
     return out
 
 
-def write(prefix: Path, run: dict, section: str) -> None:
-    heading = "# Serving: the service against a naive server and the static ceiling\n\n"
-    md, js = prefix.with_suffix(".md"), prefix.with_suffix(".json")
-    old = md.read_text().removeprefix(heading) if md.exists() else ""
-    md.write_text(heading + section + "\n" + old)
-    runs = json.loads(js.read_text()) if js.exists() else []
-    js.write_text(json.dumps([*runs, run], indent=1) + "\n")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="writes OUT.md and OUT.json")
@@ -637,7 +631,7 @@ def main() -> int:
     section = report(run)
     print("\n" + section)
     if args.out:
-        write(args.out, run, section)
+        record(args.out, run, section, HEADING)
         print(f"written to {args.out}.md and .json")
     return 0
 
