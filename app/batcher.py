@@ -110,8 +110,9 @@ class Batcher(Generic[Req, Res]):
         return self._queued
 
     async def wait_idle(self) -> None:
-        """Until nothing is queued and no batch runs (work that should not delay any
-        request, such as painting ahead: app/pool.py, waits for this)."""
+        """Until nothing is queued and no batch runs, or the batcher has stopped (work that
+        should not delay any request, such as painting ahead: app/pool.py, waits for
+        this)."""
         await self._idle.wait()
 
     @property
@@ -236,6 +237,7 @@ class Batcher(Generic[Req, Res]):
             except Exception as exc:  # a bug here must not stop the loop: later requests
                 log.exception("%s: batch failed outside run_batch", self.name)  # would wait
                 self._fail(batch, exc)
+        self._idle.set()  # stopped: nothing will run again, so nobody waits for it
 
     def _drop_expired(self, batch: list[_Pending[Req, Res]]) -> list[_Pending[Req, Res]]:
         """The requests still worth running: not expired (the timer answered them), not

@@ -127,6 +127,32 @@ async def test_stop_serves_what_is_queued_then_refuses() -> None:
         await batcher.submit(9)
 
 
+async def test_idle_means_nothing_queued_nor_running_and_a_stopped_batcher_is_idle() -> None:
+    """Painting ahead (app/pool.py) waits for idle: a batcher stopped while it waits (an
+    old version unloaded) must release it, not hold it for ever."""
+    may_run = threading.Event()
+    batcher = Batcher(lambda items: may_run.wait(10) and items, 4, 0, 10)
+    await batcher.start()
+    await asyncio.wait_for(batcher.wait_idle(), 5)  # started, nothing queued
+    held = asyncio.create_task(batcher.submit(1))
+    waiter = asyncio.create_task(batcher.wait_idle())
+    await asyncio.sleep(0.05)
+    assert not waiter.done()  # a batch runs
+    may_run.set()
+    assert await held == 1
+    await asyncio.wait_for(waiter, 5)
+    may_run.clear()
+    held = asyncio.create_task(batcher.submit(2))
+    await eventually(lambda: batcher._running_since is not None, "the batch never ran")
+    waiter = asyncio.create_task(batcher.wait_idle())
+    stopping = asyncio.create_task(batcher.stop())
+    may_run.set()
+    await asyncio.wait_for(stopping, 5)
+    assert await held == 2
+    await asyncio.wait_for(waiter, 5)  # stopped: released
+    await asyncio.wait_for(batcher.wait_idle(), 5)
+
+
 async def test_the_event_loop_keeps_turning_while_a_batch_runs() -> None:
     gate = Gate()  # a forward pass that lasts until the event loop ends it
     batcher = Batcher(gate, max_batch_size=4, max_delay_ms=0, queue_size=10)

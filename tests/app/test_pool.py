@@ -33,9 +33,19 @@ def pool_of(r: Running) -> RandomPool:
     return pool
 
 
-async def full(r: Running) -> RandomPool:
+async def settled(r: Running) -> RandomPool:
+    """Until the pool paints no more: no refill batch running, none that would fit. From
+    empty that is every image it holds; after takes, anything above max - batch."""
     pool = pool_of(r)
-    await eventually(lambda: len(pool.entries) == pool.max_images, "the pool never filled")
+    await eventually(
+        lambda: pool._painting is None and not pool._has_room(), "the pool never settled"
+    )
+    return pool
+
+
+async def full(r: Running) -> RandomPool:
+    pool = await settled(r)
+    assert len(pool.entries) == pool.max_images
     return pool
 
 
@@ -114,8 +124,8 @@ async def test_after_a_switch_random_never_serves_the_old_versions_images(
         for _ in range(3 * BATCH):
             answer = await r.client.get("/random")
             assert answer.headers["x-model-version"] == "2", answer.headers
-        await full(r)
-        assert {e.spec.model.manifest.version for e in pool_of(r).entries} == {2}
+        pool = await settled(r)
+        assert pool.entries and {e.spec.model.manifest.version for e in pool.entries} == {2}
 
 
 async def test_no_pool_when_it_is_off(store_root: Path) -> None:

@@ -60,8 +60,10 @@ def root(store_root: Path, tmp_path: Path) -> Path:
 
 
 def versions_settings(root: Path, **changes: Any) -> Settings:
-    # No polling: each test says when the store is looked at (registry.rescan()).
+    # No polling: each test says when the store is looked at (registry.rescan()); no
+    # /random pool: the tests count queues and loads.
     base = {"model_store": root, "threads": 1, "max_delay_ms": 2, "cache_max_bytes": 0}
+    base["random_pool"] = 0
     return Settings(**{**base, "store_poll_s": 0, **changes})
 
 
