@@ -40,7 +40,7 @@ class Painter:
         off the loop. Through the cache when ``key`` names the picture."""
 
         async def make() -> bytes:
-            requests = [ImageRequest(s.latent, s.label, s.psi, s.size) for s in specs]
+            requests = [ImageRequest(s.z, s.label, s.psi, s.size) for s in specs]
             frames = await specs[0].model.paint(requests)
             return await asyncio.to_thread(encode, frames)
 
@@ -51,14 +51,14 @@ class Painter:
     async def many(self, specs: Sequence[ImageSpec]) -> list[bytes]:
         """PNGs of ``specs`` (all of one model), painted as one group and encoded in one
         trip off the loop; not cached (painting ahead: app/pool.py)."""
-        requests = [ImageRequest(s.latent, s.label, s.psi, s.size) for s in specs]
+        requests = [ImageRequest(s.z, s.label, s.psi, s.size) for s in specs]
         pixels = await specs[0].model.paint(requests)
         pairs = list(zip(pixels, specs, strict=True))
         return await asyncio.to_thread(lambda: [self._encode(p, s.text) for p, s in pairs])
 
     async def pixels(self, spec: ImageSpec) -> np.ndarray:
         """[H, W, C] uint8: one row of the model's next batch."""
-        request = ImageRequest(spec.latent, spec.label, spec.psi, spec.size)
+        request = ImageRequest(spec.z, spec.label, spec.psi, spec.size)
         note(model=spec.model.manifest.ref)
         [pixels] = await spec.model.paint([request], lambda size: note(batch_size=size))
         return pixels
