@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -15,12 +16,21 @@ from app.metrics import Metrics
 CLIENT_GONE = 499  # nginx's code for "the client closed the connection first"
 
 
+# Methods a label may name; any other (a client may send any token) counts as "other",
+# or each made-up method would be a new series for ever.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class RequestMetrics:
     """Counts and times every HTTP request, labelled by route template (``/seed/{seed}``),
-    never by raw path: a label per seed would grow without bound."""
+    never by raw path, and by method from a fixed set: a label per seed or per invented
+    method would grow without bound."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app, self.metrics = app, metrics
+        # The labelled children, looked up once per label set: labels() validates and
+        # locks on every call, a few percent of a cached request.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -40,8 +50,16 @@ class RequestMetrics:
             if status is None:  # nothing sent: the client left first (499), or a crash
                 status = CLIENT_GONE if scope.get("dne.client_gone") else 500
             route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
-            self.metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+            key = (route, method, status)
+            children = self._children.get(key)
+            if children is None:
+                children = self._children[key] = (
+                    self.metrics.requests.labels(route, method, str(status)),
+                    self.metrics.request_seconds.labels(route),
+                )
+            children[0].inc()
+            children[1].observe(time.perf_counter() - started)
 
 
 class BodyLimit:

@@ -250,3 +250,14 @@ def test_the_access_log_is_written_without_a_flush_per_line_yet_soon() -> None:
     assert os.read(read_end, 100) == b"one line\n"
     stream.close()
     os.close(read_end)
+
+
+async def test_made_up_methods_share_one_metric_label(client: httpx.AsyncClient) -> None:
+    """A client chooses the method; a series per made-up method would grow for ever."""
+    for method in ("FOO", "BAR123", "XYZZY"):
+        assert (await client.request(method, "/random")).status_code == 405
+    assert (await client.get("/healthz")).status_code == 200
+    text = (await client.get("/metrics")).text
+    assert metric(text, "dne_requests_total", route="/random", method="other", status="405") == 3
+    assert metric(text, "dne_requests_total", route="/healthz", method="GET", status="200") == 1
+    assert 'method="FOO"' not in text and 'method="XYZZY"' not in text
