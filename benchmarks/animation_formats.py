@@ -17,12 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
+from baselines import default_generator
 from report import replace
 from suite import machine
 
 from app.settings import Settings
-from model_store import ModelStore, seed_to_latent
+from model_store import seed_to_latent
 from model_store.images import encode_animation, to_image
 from model_store.latents import interpolate
 from model_store.paint import paint
@@ -55,10 +55,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=2.0, help="per format and size")
     parser.add_argument("--out", type=Path, help="Markdown file to write")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    s = Settings()
-    loaded = ModelStore(s.model_store).load(s.model, s.model_version, "cpu")
-    m = loaded.manifest
+    generator, m, dtype = default_generator(Settings(device="cpu", threads=1))
     z = interpolate(seed_to_latent(1, m.z_dim), seed_to_latent(2, m.z_dim), args.frames)
     label = 1 % len(m.class_names) if m.conditional else None
     lines = [
@@ -74,7 +71,7 @@ def main() -> int:
     ]
     for size in (m.resolution, 256):
         n = len(z)
-        frames = paint(loaded.generator, m, z, [label] * n, [1.0] * n, [size] * n, None)
+        frames = paint(generator, m, z, [label] * n, [1.0] * n, [size] * n, dtype)
         formats: dict[str, Callable[[], bytes]] = {
             "gif": lambda f=frames: encode_animation(f, "gif", args.fps),
             "webp, lossy (served)": lambda f=frames: encode_animation(f, "webp", args.fps),

@@ -16,11 +16,12 @@ import sys
 from pathlib import Path
 
 import torch
+from baselines import default_generator
 from report import replace
 from suite import machine, png_encoders
 
 from app.settings import Settings
-from model_store import ModelStore, seed_to_latent
+from model_store import seed_to_latent
 from model_store.paint import paint
 
 
@@ -29,10 +30,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=2.0, help="per encoder and size")
     parser.add_argument("--out", type=Path, help="Markdown file to write")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    s = Settings()
-    loaded = ModelStore(s.model_store).load(s.model, s.model_version, "cpu")
-    m = loaded.manifest
+    generator, m, dtype = default_generator(Settings(device="cpu", threads=1))
     z = torch.stack([seed_to_latent(seed, m.z_dim) for seed in range(64)])
     labels = [seed % len(m.class_names) if m.conditional else None for seed in range(64)]
     lines = [
@@ -46,7 +44,7 @@ def main() -> int:
         "|---:|---|---:|---:|---:|---|",
     ]
     for size in (m.resolution, 256):
-        pixels = paint(loaded.generator, m, z, labels, [1.0] * 64, [size] * 64, None)
+        pixels = paint(generator, m, z, labels, [1.0] * 64, [size] * 64, dtype)
         for row in png_encoders(pixels, args.seconds):
             if "error" in row:
                 lines.append(f"| {size} | {row['encoder']} | {row['error']} | | | |")
