@@ -141,14 +141,12 @@ class Metrics:
         return BatchMetrics(self, model, version)
 
     def show_model(self, m: Manifest, device: object, precision: str, default: bool) -> None:
-        # precision: replicas that should paint alike must show the same one.
-        labels = (m.name, str(m.version), m.architecture, str(device), precision)
-        self._models[labels] = "true" if default else "false"
+        self._models[info_labels(m, device, precision)] = "true" if default else "false"
         self._publish_models()
 
     def forget_model(self, m: Manifest, device: object, precision: str) -> None:
         """An unloaded version leaves dne_model_info."""
-        self._models.pop((m.name, str(m.version), m.architecture, str(device), precision), None)
+        self._models.pop(info_labels(m, device, precision), None)
         self._publish_models()
 
     def forget_queue(self, model: str, version: int) -> None:
@@ -195,6 +193,12 @@ class Metrics:
         MultiProcessCollector(registry, str(self.multiprocess_dir))
         registry.register(StateCollector(self))
         return generate_latest(registry)
+
+
+def info_labels(m: Manifest, device: object, precision: str) -> tuple[str, ...]:
+    """dne_model_info's label values (INFO_LABELS). The precision is there because replicas
+    that should paint alike must show the same one."""
+    return (m.name, str(m.version), m.architecture, str(device), precision)
 
 
 class StateCollector:

@@ -40,9 +40,7 @@ class Painter:
         off the loop. Through the cache when ``key`` names the picture."""
 
         async def make() -> bytes:
-            requests = [ImageRequest(s.z, s.label, s.psi, s.size) for s in specs]
-            frames = await specs[0].model.paint(requests)
-            return await asyncio.to_thread(encode, frames)
+            return await asyncio.to_thread(encode, await self._paint_group(specs))
 
         if key is None:
             return await make(), False
@@ -51,17 +49,18 @@ class Painter:
     async def many(self, specs: Sequence[ImageSpec]) -> list[bytes]:
         """PNGs of ``specs`` (all of one model), painted as one group and encoded in one
         trip off the loop; not cached (painting ahead: app/pool.py)."""
-        requests = [ImageRequest(s.z, s.label, s.psi, s.size) for s in specs]
-        pixels = await specs[0].model.paint(requests)
-        pairs = list(zip(pixels, specs, strict=True))
+        pairs = list(zip(await self._paint_group(specs), specs, strict=True))
         return await asyncio.to_thread(lambda: [self._encode(p, s.text) for p, s in pairs])
 
     async def pixels(self, spec: ImageSpec) -> np.ndarray:
         """[H, W, C] uint8: one row of the model's next batch."""
-        request = ImageRequest(spec.z, spec.label, spec.psi, spec.size)
         note(model=spec.model.manifest.ref)
-        [pixels] = await spec.model.paint([request], lambda size: note(batch_size=size))
+        [pixels] = await spec.model.paint([request_of(spec)], lambda n: note(batch_size=n))
         return pixels
+
+    async def _paint_group(self, specs: Sequence[ImageSpec]) -> list[np.ndarray]:
+        """[H, W, C] uint8 per spec (all of one model): one batch where they fit."""
+        return await specs[0].model.paint([request_of(s) for s in specs])
 
     async def _paint(self, spec: ImageSpec) -> bytes:
         pixels = await self.pixels(spec)
@@ -77,6 +76,11 @@ class Painter:
         data = encode_png(pixels, self.png_compress_level, text)
         self.metrics.png_encode.observe(time.perf_counter() - started)
         return data
+
+
+def request_of(spec: ImageSpec) -> ImageRequest:
+    """What the engine paints for ``spec`` (its seed's latent drawn now, if it has one)."""
+    return ImageRequest(spec.z, spec.label, spec.psi, spec.size)
 
 
 def group_key(kind: str, specs: Sequence[ImageSpec], *params: object) -> str:
