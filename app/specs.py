@@ -125,8 +125,7 @@ class ImageSpec:
 
     @property
     def category_slug(self) -> str | None:
-        slugs = self.model.manifest.class_slugs
-        return slugs[self.label] if self.label is not None and slugs else None
+        return self.model.manifest.class_slug(self.label)
 
 
 @lru_cache(maxsize=4096)  # the same keys come back (cached seeds): a hash each time cost 2%

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from model_store.atomic import write_atomic
 from model_store.images import (
     ANIMATION_FORMATS,
     encode_animation,
@@ -29,7 +30,7 @@ from model_store.images import (
     grid,
     provenance,
 )
-from model_store.latents import MAX_SEED, interpolate, seed_to_latent, weighted_sum
+from model_store.latents import MAX_SEED, interpolate, seeds_to_latents, weighted_sum
 from model_store.manifest import Manifest
 from model_store.paint import paint
 from model_store.store import DEFAULT_ROOT, LoadedModel, ModelStore, StoreError
@@ -91,15 +92,11 @@ def painted(
     return out
 
 
-def write(path: Path, data: bytes) -> None:
-    """Atomic: a reader sees the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 def command_paint(args: argparse.Namespace) -> int:
+    if not 0 <= args.truncation <= 2:
+        raise UsageError("--truncation: must be in 0 .. 2")
+    if not 2 <= args.steps <= 1000 or not 0 < args.fps <= 100:
+        raise UsageError("--steps must be 2 .. 1000 and --fps 0 .. 100")
     seeds = parse_seeds(" ".join(args.seeds))
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -108,7 +105,7 @@ def command_paint(args: argparse.Namespace) -> int:
     size = args.size or m.resolution
     if not 8 <= size <= 2048:
         raise UsageError("--size: must be 8 .. 2048 pixels")
-    z = torch.stack([seed_to_latent(s, m.z_dim) for s in seeds])
+    z = seeds_to_latents(seeds, m.z_dim)
     if args.weights is not None:
         return paint_sum(args, model, seeds, z, size)
     if args.interpolate:
@@ -118,14 +115,13 @@ def command_paint(args: argparse.Namespace) -> int:
     if args.grid:
         out = args.out or Path(f"{m.name}-{m.version}-grid.png")
         text = provenance(m, f"{seeds[0]} .. {seeds[-1]}", args.category, args.truncation)
-        write(out, encode_png(grid(images, args.columns), 6, text))
+        write_atomic(out, encode_png(grid(images, args.columns), 6, text))
         print(f"{out}: {len(images)} seeds of {m.ref}")
         return 0
     folder = args.out or Path("out")
     for seed, label, image in zip(seeds, labels, images, strict=True):
-        slug = m.class_slugs[label] if label is not None and m.class_slugs else None
-        text = provenance(m, str(seed), slug, args.truncation)
-        write(folder / f"{m.name}-{m.version}-{seed}.png", encode_png(image, 6, text))
+        text = provenance(m, str(seed), m.class_slug(label), args.truncation)
+        write_atomic(folder / f"{m.name}-{m.version}-{seed}.png", encode_png(image, 6, text))
     print(f"{folder}/: {len(images)} PNGs of {m.ref}")
     return 0
 
@@ -143,7 +139,7 @@ def paint_path(args: argparse.Namespace, model: LoadedModel, seeds, z, size: int
     frames_z = torch.cat([*path, z[-1:]])
     label = label_of(m, args.category, seeds[0])  # one category: the first seed's
     frames = painted(model, frames_z, [label] * len(frames_z), args.truncation, size)
-    write(out, encode_animation(frames, fmt, args.fps, args.bounce))
+    write_atomic(out, encode_animation(frames, fmt, args.fps, args.bounce))
     print(f"{out}: {len(frames)} frames through seeds {', '.join(map(str, seeds))} of {m.ref}")
     return 0
 
@@ -158,8 +154,9 @@ def paint_sum(args: argparse.Namespace, model: LoadedModel, seeds, z, size: int)
     (image,) = painted(model, total[None], [label], args.truncation, size)
     out = args.out or Path(f"{m.name}-{m.version}-sum.png")
     terms = " ".join(f"{w:+g}·{s}" for w, s in zip(weights, seeds, strict=True))
-    slug = m.class_slugs[label] if label is not None and m.class_slugs else None
-    write(out, encode_png(image, 6, provenance(m, terms, slug, args.truncation)))
+    write_atomic(
+        out, encode_png(image, 6, provenance(m, terms, m.class_slug(label), args.truncation))
+    )
     print(f"{out}: {terms} of {m.ref}")
     return 0
 
@@ -218,14 +215,6 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.command == "paint":
-        if not 0 <= args.truncation <= 2:
-            args_error = "--truncation: must be in 0 .. 2"
-            print(f"error: {args_error}", file=sys.stderr)
-            return 2
-        if not 2 <= args.steps <= 1000 or not 0 < args.fps <= 100:
-            print("error: --steps must be 2 .. 1000 and --fps 0 .. 100", file=sys.stderr)
-            return 2
     try:
         return args.run(args)
     except UsageError as exc:

@@ -95,6 +95,10 @@ class Manifest(BaseModel):
             raise ValueError(f"not one of {self.name}'s: {', '.join(self.class_slugs)}")
         return self.class_slugs.index(category)
 
+    def class_slug(self, label: int | None) -> str | None:
+        """The slug of class ``label`` (None for no class, or a model without slugs)."""
+        return self.class_slugs[label] if label is not None and self.class_slugs else None
+
     def class_index(self, category: str) -> int:
         """The class for a slug or display name (case-insensitive); KeyError if unknown."""
         wanted = category.strip().lower()

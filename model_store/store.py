@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from model_store.atomic import write_atomic
 from model_store.latents import latent_sha256, seed_to_latent
 from model_store.manifest import Manifest
 from model_store.networks import ARCHITECTURES, Generator, build_generator
@@ -255,14 +256,7 @@ class ModelStore:
         updated = Manifest.model_validate(
             {**manifest.model_dump(), "metrics": json.loads(json.dumps(merged))}
         )
-        fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".json", dir=path)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(updated.model_dump_json(indent=2) + "\n")
-            os.replace(tmp, path / MANIFEST_FILE)  # atomic: readers see old or new
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path / MANIFEST_FILE, updated.model_dump_json(indent=2) + "\n")
         return updated
 
 

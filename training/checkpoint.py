@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from training.atomic import write_atomic
+from model_store.atomic import write_atomic
 
 TENSORS = "tensors.safetensors"
 STATE = "state.json"
@@ -100,12 +100,17 @@ def is_complete(path: Path) -> bool:
     return (path / STATE).is_file() and (path / TENSORS).is_file()
 
 
+def step_folders(folder: Path) -> list[Path]:
+    """The run's ``step-*`` folders, oldest first (complete or not)."""
+    return sorted(p for p in folder.glob("step-*") if p.is_dir()) if folder.is_dir() else []
+
+
 def latest_checkpoint(folder: Path) -> Path | None:
     """The newest complete checkpoint in ``folder``, or None before the first one.
 
     Step folders without a complete one raise ``RunError``: starting the run over from
     step 0 is then a person's decision, not something a resume does silently."""
-    found = sorted(p for p in folder.glob("step-*") if p.is_dir()) if folder.is_dir() else []
+    found = step_folders(folder)
     complete = [p for p in found if is_complete(p)]
     if complete:
         return complete[-1]
@@ -124,7 +129,7 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
 def prune_checkpoints(folder: Path, keep: int) -> None:
     """Delete all but the ``keep`` newest checkpoints (never the newest complete one)."""
     latest = latest_checkpoint(folder)
-    found = sorted(p for p in folder.glob("step-*") if p.is_dir())
+    found = step_folders(folder)
     for old in found[: max(0, len(found) - keep)]:
         if old != latest:
             shutil.rmtree(old, ignore_errors=True)

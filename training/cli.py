@@ -20,8 +20,8 @@ from typing import Any
 import torch
 
 from model_store import DEFAULT_ROOT, ModelStore, StoreError, sha256_file
+from model_store.atomic import write_atomic
 from training import preflight
-from training.atomic import write_atomic
 from training.checkpoint import RunError, latest_checkpoint
 from training.config import PRESETS, ConfigError, TrainConfig, resolve_config
 from training.data import (
@@ -198,10 +198,27 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         epilog=presets_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--preset", choices=sorted(PRESETS), help="a named recipe (see below)")
-    for f in fields(TrainConfig):
-        add_config_option(p, f)
+    add_config_options(p, "a named recipe (see below)")
     p.set_defaults(func=cmd_train)
+
+
+def add_config_options(p: argparse.ArgumentParser, preset_help: str, run_dir: bool = True) -> None:
+    """--preset and one option per TrainConfig field (train and preflight take the same);
+    ``run_dir=False``: --run-dir is not required."""
+    p.add_argument("--preset", choices=sorted(PRESETS), help=preset_help)
+    for f in fields(TrainConfig):
+        add_config_option(p, f, required=run_dir or f.name != "run_dir")
+
+
+def config_from_args(args: argparse.Namespace, **fallbacks: Any) -> TrainConfig:
+    """The config the options name (explicit options, then the preset, then defaults;
+    ``fallbacks`` for fields left unset), with torch's threads set as it asks."""
+    given = {f.name: getattr(args, f.name, None) for f in fields(TrainConfig)}
+    given |= {k: v for k, v in fallbacks.items() if given.get(k) is None}
+    cfg = resolve_config(args.preset, given)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    return cfg
 
 
 def add_config_option(parser: argparse.ArgumentParser, f: Field, required: bool = True) -> None:
@@ -245,10 +262,7 @@ def as_option(name: str, value: Any) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    given = {f.name: getattr(args, f.name, None) for f in fields(TrainConfig)}
-    cfg = resolve_config(args.preset, given)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    cfg = config_from_args(args)
     wants_cuda = cfg.device.startswith("cuda") or (
         cfg.device == "auto" and torch.cuda.is_available()
     )
@@ -488,9 +502,7 @@ def add_preflight(sub: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--preset", choices=sorted(PRESETS), help="a named recipe (see train)")
-    for f in fields(TrainConfig):
-        add_config_option(p, f, required=f.name != "run_dir")
+    add_config_options(p, "a named recipe (see train)", run_dir=False)
     p.add_argument("--out", type=Path, required=True, help="JSON file to write (required)")
     p.add_argument(
         "--move-devices",
@@ -508,10 +520,7 @@ def add_preflight(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:
-    given = {f.name: getattr(args, f.name, None) for f in fields(TrainConfig)}
-    cfg = resolve_config(args.preset, given | {"run_dir": given["run_dir"] or "."})
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    cfg = config_from_args(args, run_dir=".")
     data = load_dataset(Path(cfg.data))
     device = resolve_device(cfg.device, Dist())
     checks: dict[str, Any] = {"device": preflight.device_report(device), "config": cfg.to_dict()}

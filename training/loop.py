@@ -147,17 +147,13 @@ class Trainer:
         # G_step/D_step: the modules that train (DDP-wrapped when distributed); G_fwd/D_fwd:
         # the same networks where no gradient reaches their weights (fakes for D, D in G's
         # step). With --compile, every one of them is a compiled module.
-        self.G_step: nn.Module = self.G
-        self.D_step: nn.Module = self.D
+        self.G_fwd, self.D_fwd = self.compiled(self.G), self.compiled(self.D)
+        self.G_step: nn.Module = self.G_fwd
+        self.D_step: nn.Module = self.D_fwd
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.G_step = DistributedDataParallel(self.G, device_ids=ids)
-            self.D_step = DistributedDataParallel(self.D, device_ids=ids)
-        self.G_fwd, self.D_fwd = self.compiled(self.G), self.compiled(self.D)
-        if self.dist.enabled:
-            self.G_step, self.D_step = self.compiled(self.G_step), self.compiled(self.D_step)
-        else:
-            self.G_step, self.D_step = self.G_fwd, self.D_fwd
+            self.G_step = self.compiled(DistributedDataParallel(self.G, device_ids=ids))
+            self.D_step = self.compiled(DistributedDataParallel(self.D, device_ids=ids))
 
     def compiled(self, module: nn.Module) -> nn.Module:
         if not self.cfg.compile:

@@ -110,8 +110,9 @@ def moved_run(cfg: TrainConfig, data: ImageDataset, devices: list[str]) -> dict[
     with tempfile.TemporaryDirectory() as tmp:
         for i, device in enumerate(devices):
             steps = 2 * (i + 1)
-            leg_cfg = replace(cfg, run_dir=tmp, device=device, steps=steps, compile=False)
-            leg_cfg = replace(leg_cfg, progress=False)
+            leg_cfg = replace(
+                cfg, run_dir=tmp, device=device, steps=steps, compile=False, progress=False
+            )
             trainer = Trainer(leg_cfg, data)
             latest = ckpt.latest_checkpoint(Path(tmp) / "checkpoints")
             arrived = True

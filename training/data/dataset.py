@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from training.atomic import write_atomic
+from model_store.atomic import write_atomic
 
 SKIN_TONE_MODES = ("drop", "keep")
 
