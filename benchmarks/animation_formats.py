@@ -57,7 +57,7 @@ def main() -> int:
     args = parser.parse_args()
     generator, m, dtype = default_generator(Settings(device="cpu", threads=1))
     z = interpolate(seed_to_latent(1, m.z_dim), seed_to_latent(2, m.z_dim), args.frames)
-    label = 1 % len(m.class_names) if m.conditional else None
+    label = m.label_for(None, 1)  # seed 1's class, as the service gives it
     lines = [
         "# Animation formats of /interpolate",
         "",

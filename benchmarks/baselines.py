@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from fastapi import FastAPI, Response
 
 from app.settings import Settings, get_settings
-from model_store import Manifest, ModelStore, autocast_dtype, seed_to_latent
+from model_store import Manifest, ModelStore, autocast_dtype, seeds_to_latents
 from model_store.images import encode_png
 from model_store.networks import Generator
 from model_store.paint import paint
@@ -40,6 +41,12 @@ def default_generator(settings: Settings) -> tuple[Generator, Manifest, torch.dt
     return generator, loaded.manifest, autocast_dtype(settings.amp, loaded.device)
 
 
+def seed_rows(m: Manifest, seeds: Sequence[int]) -> tuple[torch.Tensor, list[int | None]]:
+    """[n, z_dim] latents and the classes of ``seeds``, as the service draws them (a seed
+    names its class on a conditional model)."""
+    return seeds_to_latents(list(seeds), m.z_dim), [m.label_for(None, s) for s in seeds]
+
+
 if MODE == "naive":
     settings = get_settings()
     generator, m, dtype = default_generator(settings)
@@ -47,9 +54,8 @@ if MODE == "naive":
     @app.get("/random")
     def random_image() -> Response:
         seed = secrets.randbelow(2**53)
-        z = seed_to_latent(seed, m.z_dim)[None]
-        label = seed % len(m.class_names) if m.conditional else None
-        pixels = paint(generator, m, z, [label], [1.0], [m.resolution], dtype)[0]
+        z, labels = seed_rows(m, [seed])
+        pixels = paint(generator, m, z, labels, [1.0], [m.resolution], dtype)[0]
         data = encode_png(pixels, settings.png_compress_level)
         return Response(data, media_type="image/png", headers={"X-Seed": str(seed)})
 

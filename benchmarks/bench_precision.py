@@ -47,8 +47,10 @@ OTHER_CPUS = {  # oneDNN and ATen kernels limited to an older instruction set
 
 def requests(engine: Engine, seeds: range) -> list[ImageRequest]:
     m = engine.manifest
-    label = (lambda s: s % len(m.class_names)) if m.conditional else (lambda s: None)
-    return [ImageRequest(seed_to_latent(s, m.z_dim), label(s), 1.0, m.resolution) for s in seeds]
+    return [
+        ImageRequest(seed_to_latent(s, m.z_dim), m.label_for(None, s), 1.0, m.resolution)
+        for s in seeds
+    ]
 
 
 def paint(engine: Engine, seeds: range, batch: int = 64) -> np.ndarray:

@@ -49,20 +49,17 @@ SHAPE = tuple(int(n) for n in os.environ.get("DNE_PAINTER_SHAPE", "0,0,0").split
 
 
 async def painter() -> None:
-    import torch
-    from baselines import default_generator
+    from baselines import default_generator, seed_rows
 
     from app.batcher import Batcher
     from app.settings import get_settings
-    from model_store import seed_to_latent
     from model_store.paint import paint
 
     settings = get_settings()
     generator, m, dtype = default_generator(settings)
 
     def run(seeds: list[int]) -> list[bytes]:
-        z = torch.stack([seed_to_latent(s, m.z_dim) for s in seeds])
-        labels = [s % len(m.class_names) if m.conditional else None for s in seeds]
+        z, labels = seed_rows(m, seeds)
         n = len(seeds)
         rows = paint(generator, m, z, labels, [1.0] * n, [m.resolution] * n, dtype)
         return [row.tobytes() for row in rows]

@@ -15,13 +15,11 @@ import shlex
 import sys
 from pathlib import Path
 
-import torch
-from baselines import default_generator
+from baselines import default_generator, seed_rows
 from report import replace
 from suite import machine, png_encoders
 
 from app.settings import Settings
-from model_store import seed_to_latent
 from model_store.paint import paint
 
 
@@ -31,8 +29,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="Markdown file to write")
     args = parser.parse_args()
     generator, m, dtype = default_generator(Settings(device="cpu", threads=1))
-    z = torch.stack([seed_to_latent(seed, m.z_dim) for seed in range(64)])
-    labels = [seed % len(m.class_names) if m.conditional else None for seed in range(64)]
+    z, labels = seed_rows(m, range(64))
     lines = [
         "# PNG encoders on real model output",
         "",

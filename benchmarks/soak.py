@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import suite
 from bench_random import counters, cpu_model, free_port, serve
 from PIL import Image, ImageDraw
 from prometheus_client.parser import text_string_to_metric_families
@@ -61,10 +62,7 @@ class Window:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return max(suite.rss_mb([pid]), default=0.0)
 
 
 def cache_bytes(metrics_text: str) -> float:

@@ -35,7 +35,6 @@ import platform
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,24 +48,19 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+from baselines import default_generator, seed_rows  # noqa: E402
+from bench_random import cpu_model, free_port, milliseconds  # noqa: E402
 from report import record  # noqa: E402
 
 from app.settings import Settings  # noqa: E402
 from app.workers import worker_count  # noqa: E402
 
 HEADING = "# Serving: the service against a naive server and the static ceiling\n\n"
-MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 NO_POOL = "service (pool off)"  # the service with DNE_RANDOM_POOL=0
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # --- processes --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tree(pid: int) -> list[int]:
@@ -168,11 +162,6 @@ class Server:
 # --- load -------------------------------------------------------------------------------
 
 
-def milliseconds(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
-    return float(number) * MS[unit]
-
-
 def wrk(url: str, connections: int, seconds: float) -> dict:
     threads = max(1, min(connections // 64 + 1, os.cpu_count() or 1, connections))
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
@@ -261,27 +250,19 @@ def generator_rates(
     settings: Settings, seconds: float, batch_sizes: list[int]
 ) -> tuple[dict, list]:
     """img/s per precision and batch size; and 64 images of real output for the PNG rows."""
-    import torch
-
-    from model_store import ModelStore, autocast_dtype, precision_name, seed_to_latent
+    from model_store import autocast_dtype, precision_name
     from model_store.paint import paint
 
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    loaded = ModelStore(settings.model_store).load(
-        settings.model, settings.model_version, settings.torch_device()
-    )
-    m = loaded.manifest
-    generator = loaded.generator.to(memory_format=torch.channels_last)
+    generator, m, served_dtype = default_generator(settings)
+    device = next(generator.parameters()).device
     results: dict[str, dict[int, float]] = {}
     precisions = [settings.amp] if settings.amp == "bf16" else [settings.amp, "bf16"]
     for amp in precisions:
-        dtype = autocast_dtype(amp, loaded.device)
+        dtype = autocast_dtype(amp, device)
         name = precision_name(dtype)
         results[name] = {}
         for n in batch_sizes:
-            z = torch.stack([seed_to_latent(s, m.z_dim) for s in range(n)])
-            labels = [s % len(m.class_names) if m.conditional else None for s in range(n)]
+            z, labels = seed_rows(m, range(n))
             rows = (generator, m, z, labels, [1.0] * n, [m.resolution] * n, dtype)
             paint(*rows)  # warm: first calls set kernels up
             images, started = 0, time.perf_counter()
@@ -289,11 +270,8 @@ def generator_rates(
                 paint(*rows)
                 images += n
             results[name][n] = images / (time.perf_counter() - started)
-    pixels = paint(
-        generator, m, torch.stack([seed_to_latent(s, m.z_dim) for s in range(64)]),
-        [s % len(m.class_names) if m.conditional else None for s in range(64)],
-        [1.0] * 64, [m.resolution] * 64, autocast_dtype(settings.amp, loaded.device),
-    )  # fmt: skip
+    z, labels = seed_rows(m, range(64))
+    pixels = paint(generator, m, z, labels, [1.0] * 64, [m.resolution] * 64, served_dtype)
     described = f"{m.ref} ({m.architecture}, {m.resolution}px)"
     return {"img_s": results, "model": described, "version": m.version}, pixels
 
@@ -364,11 +342,7 @@ def png_encoders(pixels: list, seconds: float) -> list[dict]:
 
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
+    cpu = cpu_model()
     gpu = None
     try:
         import torch

@@ -112,7 +112,7 @@ def main() -> int:
 def stem_mean_checks(g, m, z: torch.Tensor) -> list[str]:
     """How long fitting the stem means takes (what start-up pays), and how far the served
     estimate (STEM_MEAN_SAMPLES draws) paints from one over 8x as many draws."""
-    labels = [i % max(len(m.class_names), 1) if m.conditional else None for i in range(len(z))]
+    labels = [m.label_for(None, i) for i in range(len(z))]
     n = len(z)
 
     def painted(psi: float) -> np.ndarray:
