@@ -3,25 +3,13 @@ dependency solving; what they answer must be what FastAPI's route answers."""
 
 from __future__ import annotations
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from app.hot_path import DEFAULTS, HotPath
 from app.routes import image_options, model_options
 
 from .conftest import Running
+from .test_api import metric
 
 SAME = ("content-type", "cache-control", "etag", "x-seed", "x-model", "x-model-version")
-
-
-def requests_counted(text: str, route: str, status: str) -> float:
-    return sum(
-        s.value
-        for f in text_string_to_metric_families(text)
-        for s in f.samples
-        if s.name == "dne_requests_total"
-        and s.labels["route"] == route
-        and s.labels["status"] == status
-    )
 
 
 def taken(running: Running, path: str, **headers: str) -> bool:
@@ -47,9 +35,9 @@ async def test_the_hot_path_answers_as_fastapi_does(running: Running) -> None:
     assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
     text = (await client.get("/metrics")).text
     template = "/models/{model}/{version}/seed/{seed}"
-    assert requests_counted(text, template, "200") == 2
-    assert requests_counted(text, template, "304") == 1
-    assert requests_counted(text, "/random", "200") == 1
+    assert metric(text, "dne_requests_total", route=template, method="GET", status="200") == 2
+    assert metric(text, "dne_requests_total", route=template, method="GET", status="304") == 1
+    assert metric(text, "dne_requests_total", route="/random", method="GET", status="200") == 1
 
 
 async def test_what_does_not_parse_is_left_to_fastapi(running: Running) -> None:

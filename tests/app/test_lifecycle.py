@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import shutil
 import threading
 import time
@@ -13,7 +12,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
 
 from app.engine import Engine
 from app.main import create_app
@@ -21,7 +19,7 @@ from app.settings import Settings
 from model_store import LoadedModel, ModelStore
 
 from .conftest import Running, eventually, hold_batches, save_emoji, wait_ready
-from .test_api import metric
+from .test_api import metric, pixels
 
 
 async def test_healthz_answers_at_once_and_readyz_waits_for_the_model(
@@ -183,7 +181,3 @@ async def test_ready_before_truncation_means_and_a_truncated_request_waits_for_t
         await asyncio.wait_for(asyncio.shield(served.truncation), 10)
         expected = await warmed.client.get(path)
     assert np.abs(pixels(r.content) - pixels(expected.content)).max() <= 1
-
-
-def pixels(png: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(png))).astype(int)

@@ -12,7 +12,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import httpx
 import numpy as np
@@ -38,9 +37,7 @@ METRICS = {
 }
 
 
-def start_app(
-    store: Path, port: int, output: IO[str] | int = subprocess.PIPE, **env: str
-) -> subprocess.Popen[str]:
+def start_app(store: Path, port: int, **env: str) -> subprocess.Popen[str]:
     """``python -m app`` on ``port``. Its access log is off unless asked for: nobody
     reads the pipe while it serves, and a full pipe would block the server."""
     return subprocess.Popen(
@@ -52,7 +49,7 @@ def start_app(
             "DNE_ACCESS_LOG": "false",
             **env,
         },
-        stdout=output,
+        stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )

@@ -15,9 +15,6 @@ import io
 import os
 import re
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -29,6 +26,8 @@ import torch
 from PIL import Image
 
 from model_store import DEFAULT_ROOT, ModelStore, build_generator
+from tests.app.conftest import free_port
+from tests.app.test_process import start_app, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -48,14 +47,6 @@ DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shipped emoji v1, and a tiny unconditional grey model beside it."""
@@ -70,27 +61,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(store: Path) -> Iterator[str]:
     port = free_port()
-    env = {**os.environ, "DNE_MODEL_STORE": str(store), "DNE_THREADS": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    process = start_app(store, port)  # its access log off: nobody reads the pipe
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, process.communicate()[0][-3000:]
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "python -m app never became ready"
-            time.sleep(0.2)
-        yield url
+        wait_for(f"http://127.0.0.1:{port}/readyz", process, timeout_s=120)
+        yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.communicate(timeout=30)
