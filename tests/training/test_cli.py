@@ -102,13 +102,12 @@ def test_a_resume_that_changes_the_run_is_one_warning_line(
 ) -> None:
     import json
 
-    from tests.training.test_train import TINY
+    from tests.training.test_train import tiny_args
     from training import checkpoint as ckpt
 
     run = tmp_path / "run"
     args = ["train", "--preset", "sngan", "--data", str(shapes_file), "--run-dir", str(run)]
-    args += ["--g-config", TINY["sngan"]["g_config"], "--d-config", TINY["sngan"]["d_config"]]
-    args += ["--z-dim", "16", "--batch-size", "4", "--grid", "2", "--no-progress"]
+    args += [*tiny_args("sngan"), "--batch-size", "4", "--no-progress"]
     args += ["--threads", "1"]
     assert main([*args, "--steps", "1"]) == 0
     state_file = ckpt.latest_checkpoint(run / "checkpoints") / ckpt.STATE

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from model_store import ModelStore
-from tests.training.test_train import TINY, tiny_config
+from tests.training.test_train import tiny_args, tiny_config
 from training.cli import main
 from training.transfer import SUMS
 
@@ -26,8 +26,7 @@ def test_gpu_train_on_the_cpu_sends_back_at_most_8_checked_files_that_import(
     command = [str(SCRIPT), "--device", "cpu", "--data", str(shapes_file), "--out", str(out)]
     command += ["--minutes", "5", "--steps", "4", "--batch-size", "8", "--no-compile"]
     command += ["--bench-sizes", "4", "--bench-steps", "2", "--part-mib", "0.025"]
-    command += ["--", "--g-config", TINY["sngan"]["g_config"], "--d-config"]
-    command += [TINY["sngan"]["d_config"], "--z-dim", "16", "--grid", "2", "--threads", "1"]
+    command += ["--", *tiny_args("sngan"), "--threads", "1"]
     env = {k: v for k, v in os.environ.items() if k != "OUT"} | {"OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.training.test_train import TINY, log_of, tiny_config
+from tests.training.test_train import log_of, tiny_args, tiny_config
 from training import checkpoint as ckpt
 from training.config import ConfigError
 from training.data import load_dataset
@@ -184,9 +184,8 @@ def test_ranks_stop_together_when_one_of_them_is_asked_to(
     deciding alone, rank 1 went into the checkpoint's collectives while rank 0 went on
     training: a deadlock.)"""
     run_dir = tmp_path / "run"
-    args = ["--preset", "sngan", "--g-config", TINY["sngan"]["g_config"]]
-    args += ["--d-config", TINY["sngan"]["d_config"], "--z-dim", "16", "--batch-size", "4"]
-    args += ["--grid", "2", "--data", str(shapes_file), "--run-dir", str(run_dir)]
+    args = ["--preset", "sngan", *tiny_args("sngan"), "--batch-size", "4"]
+    args += ["--data", str(shapes_file), "--run-dir", str(run_dir)]
     args += ["--no-progress", "--log-every", "1", "--steps", "100000", "--amp", "none"]
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
     command += ["--standalone", "-m", "training", "train", *args]

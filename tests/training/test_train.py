@@ -30,6 +30,13 @@ TINY = {
 }
 
 
+def tiny_args(preset: str) -> list[str]:
+    """The command-line form of ``tiny_config``'s networks: small enough for a test."""
+    tiny = TINY[preset]
+    return ["--g-config", tiny["g_config"], "--d-config", tiny["d_config"], "--z-dim", "16",
+            "--grid", "2"]  # fmt: skip
+
+
 def tiny_config(preset: str, data: Path, run_dir: Path, **overrides: object) -> TrainConfig:
     values = {**PRESETS[preset], **TINY[preset], "z_dim": 16, "batch_size": 8}
     values |= {"data": str(data), "run_dir": str(run_dir), "progress": False, "threads": 1}
@@ -195,16 +202,9 @@ def test_cli_trains_under_torchrun_with_two_gloo_processes_then_exports(
     args = [
         "--preset",
         "sngan",
-        "--g-config",
-        TINY["sngan"]["g_config"],
-        "--d-config",
-        TINY["sngan"]["d_config"],
-        "--z-dim",
-        "16",
+        *tiny_args("sngan"),
         "--batch-size",
         "4",
-        "--grid",
-        "2",
         "--data",
         str(shapes_file),
         "--run-dir",
