@@ -28,26 +28,28 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 from report import publish
 from tqdm import tqdm
 
-from training.config import PRESETS, TrainConfig
+from training.config import resolve_config
 from training.data import load_dataset
 from training.loop import Trainer, device_name
 
 HERE = Path(__file__).resolve().parent.parent  # this checkout
 
 
+def bench_options(args: argparse.Namespace, run_dir: str) -> dict[str, object]:
+    """The options a benchmark gives the preset (profile_train.py takes the same)."""
+    return {"data": str(args.data), "run_dir": run_dir, "device": args.device,
+            "batch_size": args.batch_size, "progress": False}  # fmt: skip
+
+
 def measure(preset: str, args: argparse.Namespace, data) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as run_dir:
-        values = {**PRESETS[preset], "data": str(args.data), "run_dir": run_dir}
-        values |= {"device": args.device, "batch_size": args.batch_size, "progress": False}
-        values |= {"compile": args.compile}
-        cfg = replace(TrainConfig(), **values)
+        cfg = resolve_config(preset, bench_options(args, run_dir) | {"compile": args.compile})
         trainer = Trainer(cfg, data)
         for _ in range(args.warmup):
             trainer.train_step()

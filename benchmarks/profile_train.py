@@ -24,16 +24,16 @@ import platform
 import sys
 import tempfile
 from collections import defaultdict
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from bench_train import bench_options
 from report import publish
 from torch.profiler import ProfilerActivity, profile, record_function
 
 import training.loop as loop
-from training.config import PRESETS, TrainConfig
+from training.config import PRESETS, resolve_config
 from training.data import load_dataset
 from training.loop import Trainer, device_name
 
@@ -95,9 +95,7 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     data = load_dataset(args.data)
     with tempfile.TemporaryDirectory() as run_dir:
-        values = {**PRESETS[args.preset], "data": str(args.data), "run_dir": run_dir}
-        values |= {"device": args.device, "batch_size": args.batch_size, "progress": False}
-        trainer = Trainer(replace(TrainConfig(), **values), data)
+        trainer = Trainer(resolve_config(args.preset, bench_options(args, run_dir)), data)
         for _ in range(args.warmup):
             trainer.train_step()
         label_phases(trainer)

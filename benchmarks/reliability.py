@@ -356,8 +356,10 @@ def redis_faults(
     return rows
 
 
-def start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
+def start_redis(folder: Path, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server without persistence, on ``port`` (default: a free one), once it
+    accepts connections."""
+    port = port or free_port()
     process = subprocess.Popen(
         [
             shutil.which("redis-server") or "redis-server",
@@ -413,27 +415,12 @@ def run(store: Path) -> list[Row]:
         finally:
             stop(two)
             stop(one)
-        port = redis_url.rsplit(":", 1)[1].split("/")[0]
+        port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
         process, url = start({"DNE_REDIS_URL": redis_url}, store)
         respawned: list[subprocess.Popen[bytes]] = []
 
-        def respawn() -> None:
-            respawned.append(
-                subprocess.Popen(
-                    [
-                        "redis-server",
-                        "--port",
-                        port,
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--dir",
-                        folder,
-                    ],
-                    stdout=subprocess.DEVNULL,
-                )
-            )
+        def respawn() -> None:  # the same Redis again, on its port
+            respawned.append(start_redis(Path(folder), port)[0])
 
         try:
             rows += redis_faults(url, redis, respawn)
